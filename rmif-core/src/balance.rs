@@ -1,0 +1,452 @@
+//! Load balancing: which provider serves the next call. Policies see providers through
+//! [`Candidates`], so they work on the consumer's live view without copying it per call.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::protocol::ids;
+
+/// The providers a balancer chooses among, indexed `0..len()`.
+pub trait Candidates {
+    /// Number of providers (available or not).
+    fn len(&self) -> usize;
+    /// True when there are no providers.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// False for a provider that is known to be unreachable or was excluded for this call.
+    fn is_available(&self, index: usize) -> bool;
+    /// Relative weight (1 or more).
+    fn weight(&self, index: usize) -> u32;
+    /// Calls currently in flight to this provider from this consumer.
+    fn active(&self, index: usize) -> u32;
+    /// Exponentially weighted moving average of call latency in nanoseconds (0 = no sample yet).
+    fn latency_ns(&self, index: usize) -> u64;
+    /// A stable identity of the provider (a hash of its address), for consistent hashing.
+    fn identity(&self, index: usize) -> u64;
+    /// Changes whenever the set of providers changes.
+    fn revision(&self) -> u64;
+}
+
+/// A load-balancing policy.
+pub trait Balancer: Send + Sync + 'static {
+    /// Picks an available provider, or `None` if none is available. `request_hash` is a hash of
+    /// the serialized arguments when [`Balancer::needs_request_hash`] is true, else 0.
+    fn pick(&self, candidates: &dyn Candidates, request_hash: u64) -> Option<usize>;
+
+    /// Whether [`Balancer::pick`] uses `request_hash` (computing it costs a pass over the body).
+    fn needs_request_hash(&self) -> bool {
+        false
+    }
+}
+
+/// The built-in policies (`Consumer_policy` in configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BalancePolicy {
+    /// Uniformly random (`random`, the default).
+    #[default]
+    Random,
+    /// In turn (`rotate`, also `round_robin`).
+    RoundRobin,
+    /// Random in proportion to provider weights (`weighted`).
+    Weighted,
+    /// The provider with the fewest calls in flight (`least_active`).
+    LeastActive,
+    /// Power of two choices over latency EWMA times load (`p2c_ewma`, also `p2c`).
+    P2cEwma,
+    /// The same arguments go to the same provider while it is available (`consistent_hash`).
+    ConsistentHash,
+}
+
+impl BalancePolicy {
+    /// Configuration names, in declaration order.
+    pub const NAMES: [&'static str; 6] = [
+        "random",
+        "rotate",
+        "weighted",
+        "least_active",
+        "p2c_ewma",
+        "consistent_hash",
+    ];
+
+    /// The policy with this configuration name (case-insensitive; aliases accepted).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().replace('-', "_").as_str() {
+            "random" => BalancePolicy::Random,
+            "rotate" | "round_robin" | "roundrobin" => BalancePolicy::RoundRobin,
+            "weighted" | "weighted_random" => BalancePolicy::Weighted,
+            "least_active" | "leastactive" => BalancePolicy::LeastActive,
+            "p2c_ewma" | "p2c" => BalancePolicy::P2cEwma,
+            "consistent_hash" | "consistenthash" => BalancePolicy::ConsistentHash,
+            _ => return None,
+        })
+    }
+
+    /// A fresh balancer of this policy.
+    pub fn build(self) -> Box<dyn Balancer> {
+        match self {
+            BalancePolicy::Random => Box::new(Random),
+            BalancePolicy::RoundRobin => Box::new(RoundRobin::default()),
+            BalancePolicy::Weighted => Box::new(Weighted),
+            BalancePolicy::LeastActive => Box::new(LeastActive),
+            BalancePolicy::P2cEwma => Box::new(P2cEwma),
+            BalancePolicy::ConsistentHash => Box::new(ConsistentHash::default()),
+        }
+    }
+}
+
+/// First available index at or after `start`, wrapping around.
+fn scan_from(c: &dyn Candidates, start: usize) -> Option<usize> {
+    let n = c.len();
+    (0..n).map(|k| (start + k) % n).find(|&i| c.is_available(i))
+}
+
+/// A few random probes, then a scan: uniform while most providers are up, never fails while one
+/// is.
+fn random_available(c: &dyn Candidates) -> Option<usize> {
+    let n = c.len();
+    if n == 0 {
+        return None;
+    }
+    for _ in 0..3 {
+        let i = fastrand::usize(..n);
+        if c.is_available(i) {
+            return Some(i);
+        }
+    }
+    scan_from(c, fastrand::usize(..n))
+}
+
+/// Uniformly random.
+#[derive(Debug, Default)]
+pub struct Random;
+
+impl Balancer for Random {
+    fn pick(&self, c: &dyn Candidates, _: u64) -> Option<usize> {
+        random_available(c)
+    }
+}
+
+/// In turn.
+#[derive(Debug, Default)]
+pub struct RoundRobin {
+    next: AtomicUsize,
+}
+
+impl Balancer for RoundRobin {
+    fn pick(&self, c: &dyn Candidates, _: u64) -> Option<usize> {
+        let n = c.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        scan_from(c, start)
+    }
+}
+
+/// Random in proportion to weight.
+#[derive(Debug, Default)]
+pub struct Weighted;
+
+impl Balancer for Weighted {
+    fn pick(&self, c: &dyn Candidates, _: u64) -> Option<usize> {
+        let available = || (0..c.len()).filter(|&i| c.is_available(i));
+        let total: u64 = available().map(|i| u64::from(c.weight(i).max(1))).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut point = fastrand::u64(..total);
+        for i in available() {
+            let weight = u64::from(c.weight(i).max(1));
+            if point < weight {
+                return Some(i);
+            }
+            point -= weight;
+        }
+        None
+    }
+}
+
+/// The fewest calls in flight; ties broken at random.
+#[derive(Debug, Default)]
+pub struct LeastActive;
+
+impl Balancer for LeastActive {
+    fn pick(&self, c: &dyn Candidates, _: u64) -> Option<usize> {
+        let mut best: Option<(u32, usize)> = None;
+        let mut ties = 0u32;
+        for i in (0..c.len()).filter(|&i| c.is_available(i)) {
+            let active = c.active(i);
+            match best {
+                Some((least, _)) if active > least => {}
+                Some((least, _)) if active == least => {
+                    ties += 1;
+                    if fastrand::u32(..=ties) == 0 {
+                        best = Some((active, i));
+                    }
+                }
+                _ => {
+                    best = Some((active, i));
+                    ties = 0;
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+}
+
+/// Power of two choices: of two random providers, the one with the lower latency EWMA times
+/// (calls in flight + 1).
+#[derive(Debug, Default)]
+pub struct P2cEwma;
+
+/// Latency assumed for a provider with no sample yet, so that new providers get tried.
+const UNKNOWN_LATENCY_NS: u64 = 1_000;
+
+impl Balancer for P2cEwma {
+    fn pick(&self, c: &dyn Candidates, _: u64) -> Option<usize> {
+        let first = random_available(c)?;
+        let n = c.len();
+        if n == 1 {
+            return Some(first);
+        }
+        let offset = 1 + fastrand::usize(..n - 1);
+        let Some(second) = scan_from(c, (first + offset) % n).filter(|&i| i != first) else {
+            return Some(first);
+        };
+        let score = |i: usize| {
+            let latency = match c.latency_ns(i) {
+                0 => UNKNOWN_LATENCY_NS,
+                l => l,
+            };
+            latency.saturating_mul(u64::from(c.active(i)) + 1)
+        };
+        Some(if score(second) < score(first) {
+            second
+        } else {
+            first
+        })
+    }
+}
+
+/// Ketama-style consistent hashing over the request's arguments: each provider owns many
+/// points on a ring, so removing one moves only the keys it owned.
+#[derive(Debug, Default)]
+pub struct ConsistentHash {
+    ring: Mutex<Option<Arc<Ring>>>,
+}
+
+#[derive(Debug)]
+struct Ring {
+    revision: u64,
+    points: Vec<(u64, usize)>,
+}
+
+/// Points each provider owns on the ring.
+const POINTS_PER_PROVIDER: u64 = 160;
+
+impl ConsistentHash {
+    fn ring(&self, c: &dyn Candidates) -> Arc<Ring> {
+        let mut slot = self
+            .ring
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match slot.as_ref() {
+            Some(ring) if ring.revision == c.revision() => ring.clone(),
+            _ => {
+                let mut points = Vec::with_capacity(c.len() * POINTS_PER_PROVIDER as usize);
+                for i in 0..c.len() {
+                    for replica in 0..POINTS_PER_PROVIDER {
+                        points.push((mix(c.identity(i) ^ mix(replica)), i));
+                    }
+                }
+                points.sort_unstable();
+                let ring = Arc::new(Ring {
+                    revision: c.revision(),
+                    points,
+                });
+                *slot = Some(ring.clone());
+                ring
+            }
+        }
+    }
+}
+
+impl Balancer for ConsistentHash {
+    fn pick(&self, c: &dyn Candidates, request_hash: u64) -> Option<usize> {
+        if c.is_empty() {
+            return None;
+        }
+        let ring = self.ring(c);
+        let start = ring
+            .points
+            .partition_point(|(point, _)| *point < request_hash);
+        let n = ring.points.len();
+        (0..n)
+            .map(|k| ring.points[(start + k) % n].1)
+            .find(|&i| c.is_available(i))
+    }
+
+    fn needs_request_hash(&self) -> bool {
+        true
+    }
+}
+
+/// SplitMix64 finalizer: spreads nearby inputs over the whole ring.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Hash of a request body for [`ConsistentHash`].
+pub fn request_hash(body: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in body {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(hash)
+}
+
+/// A provider identity for [`Candidates::identity`].
+pub fn identity_of(addr: &std::net::SocketAddr) -> u64 {
+    ids::service_id(&addr.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake {
+        up: Vec<bool>,
+        weight: Vec<u32>,
+        active: Vec<u32>,
+        latency: Vec<u64>,
+        revision: u64,
+    }
+
+    impl Fake {
+        fn new(n: usize) -> Self {
+            Fake {
+                up: vec![true; n],
+                weight: vec![1; n],
+                active: vec![0; n],
+                latency: vec![0; n],
+                revision: n as u64,
+            }
+        }
+    }
+
+    impl Candidates for Fake {
+        fn len(&self) -> usize {
+            self.up.len()
+        }
+        fn is_available(&self, i: usize) -> bool {
+            self.up[i]
+        }
+        fn weight(&self, i: usize) -> u32 {
+            self.weight[i]
+        }
+        fn active(&self, i: usize) -> u32 {
+            self.active[i]
+        }
+        fn latency_ns(&self, i: usize) -> u64 {
+            self.latency[i]
+        }
+        fn identity(&self, i: usize) -> u64 {
+            i as u64 * 7919
+        }
+        fn revision(&self) -> u64 {
+            self.revision
+        }
+    }
+
+    fn histogram(b: &dyn Balancer, c: &Fake, picks: usize) -> Vec<usize> {
+        let mut counts = vec![0; c.len()];
+        for k in 0..picks {
+            counts[b.pick(c, request_hash(&k.to_le_bytes())).unwrap()] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn every_policy_skips_unavailable_and_fails_when_none_is_up() {
+        let mut c = Fake::new(4);
+        c.up[1] = false;
+        c.up[2] = false;
+        for name in BalancePolicy::NAMES {
+            let b = BalancePolicy::from_name(name).unwrap().build();
+            let counts = histogram(&*b, &c, 2000);
+            assert_eq!((counts[1], counts[2]), (0, 0), "{name}: {counts:?}");
+            assert!(counts[0] > 0 || counts[3] > 0, "{name}");
+        }
+        let none = Fake {
+            up: vec![false; 3],
+            ..Fake::new(3)
+        };
+        for name in BalancePolicy::NAMES {
+            let b = BalancePolicy::from_name(name).unwrap().build();
+            assert_eq!(b.pick(&none, 1), None, "{name}");
+            assert_eq!(b.pick(&Fake::new(0), 1), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn round_robin_visits_in_turn() {
+        let c = Fake::new(3);
+        let b = RoundRobin::default();
+        let picks: Vec<_> = (0..6).map(|_| b.pick(&c, 0).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn random_and_weighted_follow_their_distributions() {
+        let c = Fake::new(4);
+        for count in histogram(&Random, &c, 40_000) {
+            assert!((8_000..12_000).contains(&count), "{count}");
+        }
+        let mut c = Fake::new(2);
+        c.weight = vec![1, 3];
+        let counts = histogram(&Weighted, &c, 40_000);
+        assert!((8_000..12_000).contains(&counts[0]), "{counts:?}");
+    }
+
+    #[test]
+    fn least_active_prefers_the_idle_provider() {
+        let mut c = Fake::new(3);
+        c.active = vec![5, 1, 3];
+        assert_eq!(histogram(&LeastActive, &c, 100)[1], 100);
+    }
+
+    #[test]
+    fn p2c_avoids_the_slow_provider() {
+        let mut c = Fake::new(2);
+        c.latency = vec![50_000_000, 100_000];
+        assert_eq!(histogram(&P2cEwma, &c, 100)[1], 100);
+    }
+
+    #[test]
+    fn consistent_hash_is_stable_and_moves_few_keys() {
+        let c = Fake::new(5);
+        let b = ConsistentHash::default();
+        let keys: Vec<u64> = (0..2000u64)
+            .map(|k| request_hash(&k.to_le_bytes()))
+            .collect();
+        let before: Vec<_> = keys.iter().map(|&k| b.pick(&c, k).unwrap()).collect();
+        let again: Vec<_> = keys.iter().map(|&k| b.pick(&c, k).unwrap()).collect();
+        assert_eq!(before, again);
+
+        let mut down = Fake::new(5);
+        down.up[2] = false;
+        let after: Vec<_> = keys.iter().map(|&k| b.pick(&down, k).unwrap()).collect();
+        for (b, a) in before.iter().zip(&after) {
+            if *b != 2 {
+                assert_eq!(a, b, "a key not owned by the removed provider moved");
+            }
+        }
+        let spread = histogram(&ConsistentHash::default(), &c, 10_000);
+        assert!(spread.iter().all(|&n| n > 800), "{spread:?}");
+    }
+}

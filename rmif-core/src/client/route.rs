@@ -1,0 +1,217 @@
+//! The consumer's live view of one service's providers: follows discovery, maps providers to
+//! shared endpoints, and picks one per call with the configured balancer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::endpoint::{ConnectSettings, Endpoint};
+use crate::Error;
+use crate::balance::{Balancer, Candidates};
+use crate::discovery::{ProviderInfo, ProviderSet};
+use crate::sync::lock;
+
+/// Endpoints shared by every route of one client, so that two services served by the same
+/// provider share its connection.
+pub(crate) struct EndpointPool {
+    endpoints: Mutex<HashMap<SocketAddr, Weak<Endpoint>>>,
+    settings: ConnectSettings,
+}
+
+impl EndpointPool {
+    pub(crate) fn new(settings: ConnectSettings) -> Self {
+        EndpointPool {
+            endpoints: Mutex::new(HashMap::new()),
+            settings,
+        }
+    }
+
+    fn get(&self, addr: SocketAddr) -> Arc<Endpoint> {
+        let mut endpoints = lock(&self.endpoints);
+        if let Some(endpoint) = endpoints.get(&addr).and_then(Weak::upgrade) {
+            return endpoint;
+        }
+        endpoints.retain(|_, weak| weak.strong_count() > 0);
+        let endpoint = Endpoint::spawn(addr, self.settings);
+        endpoints.insert(addr, Arc::downgrade(&endpoint));
+        endpoint
+    }
+}
+
+/// The providers of one service at one revision, with their endpoints.
+struct Snapshot {
+    resolved: bool,
+    revision: u64,
+    providers: Vec<(ProviderInfo, Arc<Endpoint>)>,
+}
+
+/// A snapshot seen through one call's exclusions (providers that already failed it).
+struct View<'a> {
+    snapshot: &'a Snapshot,
+    excluded: &'a [SocketAddr],
+}
+
+impl Candidates for View<'_> {
+    fn len(&self) -> usize {
+        self.snapshot.providers.len()
+    }
+    fn is_available(&self, i: usize) -> bool {
+        let endpoint = &self.snapshot.providers[i].1;
+        endpoint.is_available() && !self.excluded.contains(&endpoint.addr())
+    }
+    fn weight(&self, i: usize) -> u32 {
+        self.snapshot.providers[i].0.weight
+    }
+    fn active(&self, i: usize) -> u32 {
+        self.snapshot.providers[i].1.in_flight()
+    }
+    fn latency_ns(&self, i: usize) -> u64 {
+        self.snapshot.providers[i].1.latency_ns()
+    }
+    fn identity(&self, i: usize) -> u64 {
+        self.snapshot.providers[i].1.identity()
+    }
+    fn revision(&self) -> u64 {
+        self.snapshot.revision
+    }
+}
+
+/// One service's providers as this consumer currently sees them.
+pub(crate) struct Route {
+    service: String,
+    snapshot: RwLock<Arc<Snapshot>>,
+    resolved: watch::Sender<bool>,
+    balancer: Box<dyn Balancer>,
+    stop: CancellationToken,
+}
+
+impl Route {
+    /// Follows `providers` for the service named `service` (for errors and logs).
+    pub(crate) fn follow(
+        service: String,
+        providers: watch::Receiver<ProviderSet>,
+        balancer: Box<dyn Balancer>,
+        pool: Arc<EndpointPool>,
+    ) -> Arc<Self> {
+        let route = Arc::new(Route {
+            service,
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                resolved: false,
+                revision: 0,
+                providers: Vec::new(),
+            })),
+            resolved: watch::Sender::new(false),
+            balancer,
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(track(
+            Arc::downgrade(&route),
+            providers,
+            pool,
+            route.stop.clone(),
+        ));
+        route
+    }
+
+    /// Whether the balancer wants a hash of the request body.
+    pub(crate) fn needs_request_hash(&self) -> bool {
+        self.balancer.needs_request_hash()
+    }
+
+    fn install(&self, set: &ProviderSet, pool: &EndpointPool) {
+        let providers = set
+            .providers
+            .iter()
+            .map(|info| (info.clone(), pool.get(info.addr)))
+            .collect();
+        let snapshot = Arc::new(Snapshot {
+            resolved: set.resolved,
+            revision: set.revision,
+            providers,
+        });
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        if set.resolved {
+            self.resolved
+                .send_if_modified(|resolved| !std::mem::replace(resolved, true));
+        }
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Picks a provider for one attempt of a call, skipping `excluded`. Waits (until `deadline`)
+    /// for discovery's first answer.
+    pub(crate) async fn pick(
+        &self,
+        request_hash: u64,
+        excluded: &[SocketAddr],
+        deadline: Instant,
+    ) -> Result<Arc<Endpoint>, Error> {
+        let mut snapshot = self.current();
+        if !snapshot.resolved {
+            let mut resolved = self.resolved.subscribe();
+            let waited = tokio::time::timeout_at(deadline, resolved.wait_for(|r| *r)).await;
+            if !matches!(waited, Ok(Ok(_))) {
+                return Err(Error::NoProvider {
+                    service: self.service.clone(),
+                    detail: ": discovery has not answered yet".to_owned(),
+                });
+            }
+            snapshot = self.current();
+        }
+        let view = View {
+            snapshot: &snapshot,
+            excluded,
+        };
+        match self.balancer.pick(&view, request_hash) {
+            Some(i) => Ok(snapshot.providers[i].1.clone()),
+            None => Err(Error::NoProvider {
+                service: self.service.clone(),
+                detail: match snapshot.providers.len() {
+                    0 => ": the provider list is empty".to_owned(),
+                    n => format!(
+                        ": all {n} known providers are unreachable or already failed this call"
+                    ),
+                },
+            }),
+        }
+    }
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn track(
+    route: Weak<Route>,
+    mut providers: watch::Receiver<ProviderSet>,
+    pool: Arc<EndpointPool>,
+    stop: CancellationToken,
+) {
+    loop {
+        let set = providers.borrow_and_update().clone();
+        match route.upgrade() {
+            Some(route) => route.install(&set, &pool),
+            None => return,
+        }
+        tokio::select! {
+            changed = providers.changed() => {
+                if changed.is_err() {
+                    // Discovery went away: keep serving from the last list.
+                    return;
+                }
+            }
+            _ = stop.cancelled() => return,
+        }
+    }
+}

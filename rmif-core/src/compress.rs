@@ -1,0 +1,215 @@
+//! Pluggable body compression (none, lz4) applied above a size threshold, with a cap on what a
+//! compressed body may expand to.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Compression algorithms, by wire id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum Compression {
+    /// The body is sent as is.
+    #[default]
+    None = 0,
+    /// LZ4 block format (lz4_flex), preceded by the uncompressed size as a big-endian `u32`.
+    Lz4 = 1,
+}
+
+/// Why a compressed body was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecompressError {
+    /// The compression id is not one this build knows.
+    #[error("unknown compression id {0}")]
+    UnknownAlgorithm(u8),
+    /// The body is too short to hold the size prefix.
+    #[error("compressed body is shorter than its 4-byte size prefix")]
+    Truncated,
+    /// The announced uncompressed size is above the cap.
+    #[error("compressed body would expand to {size} bytes, above the cap of {max} bytes")]
+    TooLarge {
+        /// Announced uncompressed size.
+        size: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The LZ4 data is corrupt or does not produce the announced size.
+    #[error("corrupt lz4 body: {0}")]
+    Corrupt(String),
+}
+
+impl Compression {
+    /// Every supported algorithm.
+    pub const ALL: [Compression; 2] = [Compression::None, Compression::Lz4];
+
+    /// The algorithm with this wire id.
+    pub fn from_id(id: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| *c as u8 == id)
+    }
+
+    /// The algorithm with this configuration name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+        }
+    }
+}
+
+/// When and how to compress outgoing bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressionPolicy {
+    /// The algorithm used for bodies at or above the threshold.
+    pub algorithm: Compression,
+    /// Bodies smaller than this many bytes are sent uncompressed.
+    pub threshold: usize,
+}
+
+impl Default for CompressionPolicy {
+    fn default() -> Self {
+        CompressionPolicy {
+            algorithm: Compression::None,
+            threshold: 4096,
+        }
+    }
+}
+
+impl CompressionPolicy {
+    /// True when a body of `len` bytes should be compressed.
+    pub fn applies_to(&self, len: usize) -> bool {
+        self.algorithm != Compression::None && len >= self.threshold
+    }
+
+    /// Appends `body` to `dst`, compressed if the policy says so and it actually got smaller.
+    /// Returns the algorithm whose id belongs in the frame header.
+    pub fn compress_into(&self, body: &[u8], dst: &mut BytesMut) -> Compression {
+        if self.algorithm == Compression::Lz4
+            && self.applies_to(body.len())
+            && body.len() <= u32::MAX as usize
+        {
+            let start = dst.len();
+            let bound = lz4_flex::block::get_maximum_output_size(body.len());
+            dst.put_u32(body.len() as u32);
+            dst.resize(start + 4 + bound, 0);
+            if let Ok(written) = lz4_flex::block::compress_into(body, &mut dst[start + 4..]) {
+                if 4 + written < body.len() {
+                    dst.truncate(start + 4 + written);
+                    return Compression::Lz4;
+                }
+            }
+            dst.truncate(start);
+        }
+        dst.extend_from_slice(body);
+        Compression::None
+    }
+}
+
+/// Returns the plain body of a frame whose header carries compression id `id`, refusing to expand
+/// beyond `max_size` bytes.
+pub fn decompress(id: u8, body: Bytes, max_size: usize) -> Result<Bytes, DecompressError> {
+    match Compression::from_id(id) {
+        Some(Compression::None) => Ok(body),
+        Some(Compression::Lz4) => {
+            if body.len() < 4 {
+                return Err(DecompressError::Truncated);
+            }
+            let size = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
+            if size > max_size {
+                return Err(DecompressError::TooLarge {
+                    size,
+                    max: max_size,
+                });
+            }
+            let mut out = vec![0u8; size];
+            let written = lz4_flex::block::decompress_into(&body[4..], &mut out)
+                .map_err(|e| DecompressError::Corrupt(e.to_string()))?;
+            if written != size {
+                return Err(DecompressError::Corrupt(format!(
+                    "expanded to {written} bytes, but announced {size}"
+                )));
+            }
+            Ok(Bytes::from(out))
+        }
+        None => Err(DecompressError::UnknownAlgorithm(id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lz4() -> CompressionPolicy {
+        CompressionPolicy {
+            algorithm: Compression::Lz4,
+            threshold: 16,
+        }
+    }
+
+    #[test]
+    fn compressible_body_round_trips() {
+        let body = vec![b'a'; 10_000];
+        let mut out = BytesMut::new();
+        assert_eq!(lz4().compress_into(&body, &mut out), Compression::Lz4);
+        assert!(out.len() < 200);
+        let plain = decompress(Compression::Lz4 as u8, out.freeze(), 10_000).unwrap();
+        assert_eq!(&plain[..], &body[..]);
+    }
+
+    #[test]
+    fn small_or_incompressible_bodies_stay_plain() {
+        let mut out = BytesMut::new();
+        assert_eq!(lz4().compress_into(b"short", &mut out), Compression::None);
+        assert_eq!(&out[..], b"short");
+
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut out = BytesMut::new();
+        assert_eq!(lz4().compress_into(&noise, &mut out), Compression::None);
+        assert_eq!(&out[..], &noise[..]);
+    }
+
+    #[test]
+    fn expansion_past_the_cap_is_refused_before_allocating() {
+        let mut out = BytesMut::new();
+        lz4().compress_into(&vec![0u8; 1 << 20], &mut out);
+        let err = decompress(Compression::Lz4 as u8, out.freeze(), 64 * 1024).unwrap_err();
+        assert_eq!(
+            err,
+            DecompressError::TooLarge {
+                size: 1 << 20,
+                max: 64 * 1024
+            }
+        );
+    }
+
+    #[test]
+    fn lying_size_prefix_and_garbage_are_corrupt() {
+        let mut out = BytesMut::new();
+        lz4().compress_into(&vec![7u8; 1000], &mut out);
+        let mut lying = out.to_vec();
+        lying[..4].copy_from_slice(&2000u32.to_be_bytes());
+        assert!(matches!(
+            decompress(1, Bytes::from(lying), 1 << 20),
+            Err(DecompressError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decompress(1, Bytes::from_static(&[0, 0, 0, 9, 0xff, 0xff]), 1 << 20),
+            Err(DecompressError::Corrupt(_))
+        ));
+        assert_eq!(
+            decompress(1, Bytes::from_static(&[0, 0]), 1 << 20),
+            Err(DecompressError::Truncated)
+        );
+        assert_eq!(
+            decompress(7, Bytes::new(), 1 << 20),
+            Err(DecompressError::UnknownAlgorithm(7))
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! `#[service]`: turns a trait into an rmif service, generating a provider dispatcher and a
+//! consumer stub that implements the same trait.
+//!
+//! Use it through `rmif_core::service`; the generated code is documented there.
+
+mod attrs;
+mod expand;
+mod model;
+
+use proc_macro::TokenStream;
+
+/// Makes a trait an rmif service.
+///
+/// ```ignore
+/// #[rmif_core::service]
+/// pub trait Calculator {
+///     async fn add(&self, a: u64, b: u64) -> Result<u64, CalcError>;
+///     #[rmif(timeout_ms = 200, idempotent)]
+///     async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError>;
+/// }
+/// ```
+///
+/// generates, beside the trait (made dyn-compatible with async-trait):
+/// - `CalculatorProvider`: serves any `impl Calculator` through `rmif_core::Server`;
+/// - `CalculatorConsumer`: a stub made from an `rmif_core::Client` that implements `Calculator`
+///   by calling a provider.
+///
+/// Service attributes: `name = "…"` (default: the trait's module path and name),
+/// `group = "…"`, `version = "…"`, and `crate = "…"` (the path of rmif-core when it is renamed
+/// in Cargo.toml). Method attributes, in `#[rmif(…)]`: `timeout_ms = N`, `idempotent`
+/// (may be retried on another provider after a connection failure), `oneway` (no answer; the
+/// method must return `Result<(), E>`). A method returning `Result<rmif_core::Streaming<T, E>, E>`
+/// is a server stream.
+#[proc_macro_attribute]
+pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let attr = proc_macro2::TokenStream::from(attr);
+    let item = proc_macro2::TokenStream::from(item);
+    match expand_service(attr, item) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
+    }
+}
+
+fn expand_service(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let options = attrs::ServiceOptions::parse(attr)?;
+    let item: syn::ItemTrait = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "#[service] applies to a trait: `#[service] pub trait Calculator { … }`",
+        )
+    })?;
+    let service = model::Service::from_trait(item, options)?;
+    Ok(expand::expand(&service))
+}

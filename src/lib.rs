@@ -1,0 +1,1 @@
+//! Shared code of the examples, benchmarks and cross-crate tests.
