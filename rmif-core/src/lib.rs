@@ -5,11 +5,47 @@
 //! same trait. Calls travel as frames (see [`protocol`] and docs/PROTOCOL.md) over one long-lived,
 //! multiplexed TCP connection per provider.
 //!
-//! ```ignore
+//! ```
+//! use rmif_core::{Client, ConsumerConfig, ProviderConfig, Server};
+//!
+//! #[derive(Debug, serde::Serialize, serde::Deserialize, thiserror::Error)]
+//! pub enum CalcError {
+//!     #[error("division by zero")]
+//!     DivisionByZero,
+//!     #[error(transparent)]
+//!     Rpc(#[from] rmif_core::Error),
+//! }
+//!
 //! #[rmif_core::service]
 //! pub trait Calculator {
-//!     async fn add(&self, a: u64, b: u64) -> Result<u64, CalcError>;
+//!     async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError>;
 //! }
+//!
+//! struct Local;
+//!
+//! #[rmif_core::async_trait]
+//! impl Calculator for Local {
+//!     async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError> {
+//!         a.checked_div(b).ok_or(CalcError::DivisionByZero)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::builder(ProviderConfig::loopback())
+//!     .add_service(CalculatorProvider::new(Local))
+//!     .serve()
+//!     .await?;
+//!
+//! let config = ConsumerConfig {
+//!     static_providers: vec![server.local_addr()],
+//!     ..ConsumerConfig::default()
+//! };
+//! let calculator: CalculatorConsumer = Client::with_static_providers(config).stub();
+//! assert_eq!(calculator.div(7, 2).await?, 3);
+//! assert!(matches!(calculator.div(1, 0).await, Err(CalcError::DivisionByZero)));
+//! server.shutdown().await;
+//! # Ok(()) }
 //! ```
 
 #![warn(missing_docs)]

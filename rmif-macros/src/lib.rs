@@ -11,7 +11,7 @@ use proc_macro::TokenStream;
 
 /// Makes a trait an rmif service.
 ///
-/// ```ignore
+/// ```text
 /// #[rmif_core::service]
 /// pub trait Calculator {
 ///     async fn add(&self, a: u64, b: u64) -> Result<u64, CalcError>;

@@ -24,7 +24,7 @@ pub(crate) enum MethodKind {
     OneWay,
     /// Server stream of `item`.
     Stream {
-        item: Type,
+        item: Box<Type>,
     },
 }
 
@@ -159,7 +159,9 @@ impl Method {
                 ));
             }
             (Some(_), None) => MethodKind::OneWay,
-            (None, Some(item)) => MethodKind::Stream { item },
+            (None, Some(item)) => MethodKind::Stream {
+                item: Box::new(item),
+            },
             (None, None) => MethodKind::Unary,
         };
         Ok(Method {

@@ -1,4 +1,8 @@
-//! End-to-end tests of rmif-core: a provider and a consumer talking over loopback TCP.
+//! End-to-end tests of rmif-core: a provider and consumers talking over loopback TCP, and
+//! hand-made frames for what a well-behaved consumer never sends.
 
+mod bad_input;
 mod calls;
+mod protocol;
+mod raw;
 mod support;

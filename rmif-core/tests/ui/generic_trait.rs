@@ -1,0 +1,16 @@
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum MyError {
+    Rpc(rmif_core::Error),
+}
+
+impl From<rmif_core::Error> for MyError {
+    fn from(error: rmif_core::Error) -> Self {
+        MyError::Rpc(error)
+    }
+}
+
+#[rmif_core::service]
+pub trait Store<T> {
+    async fn get(&self) -> Result<u64, MyError>;
+}
+fn main() {}
