@@ -1,0 +1,367 @@
+//! The registry client: an async API over the [`Registry`] service that sticks to one member,
+//! fails over to the others, and never reads a state older than one it has already seen.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rmif_core::{Client, ConsumerConfig};
+use tokio::time::Instant;
+
+use crate::api::{
+    ChildList, CreateRequest, Created, DeleteRequest, MemberStatus, MultiRequest, MultiResponse,
+    NodeData, NodeStat, ReadRequest, Registry, RegistryConsumer, SetRequest, Synced, Written,
+};
+use crate::error::RegistryError;
+use crate::tree::{Op, SessionCall};
+
+/// How a [`RegistryClient`] behaves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Time one operation may take, failovers included.
+    pub timeout: Duration,
+    /// Time one attempt on one member may take.
+    pub attempt_timeout: Duration,
+    /// Time to wait for a connection to a member.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Options of [`RegistryClient::create`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CreateMode {
+    /// Deleted when the session ends (needs a session).
+    pub ephemeral: bool,
+    /// A 10-digit sequence number is appended to the name.
+    pub sequential: bool,
+}
+
+impl CreateMode {
+    /// A persistent node.
+    pub const PERSISTENT: CreateMode = CreateMode {
+        ephemeral: false,
+        sequential: false,
+    };
+    /// A persistent sequential node.
+    pub const SEQUENTIAL: CreateMode = CreateMode {
+        ephemeral: false,
+        sequential: true,
+    };
+}
+
+/// Read consistency.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Linearizable: reflects every write acknowledged before the read started.
+    #[default]
+    Linearizable,
+    /// From the member's applied state (never older than what this client has already seen).
+    Stale,
+}
+
+struct Member {
+    addr: SocketAddr,
+    stub: RegistryConsumer,
+}
+
+/// A connection to a registry cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    members: Vec<Member>,
+    preferred: AtomicUsize,
+    last_zxid: AtomicU64,
+    options: ClientOptions,
+}
+
+/// Whether an operation may be sent again after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads and syncs: any retryable failure.
+    Always,
+    /// Writes outside a session: only if the failure proves it was not performed.
+    IfNotPerformed,
+}
+
+impl RegistryClient {
+    /// A client for the members at `servers` (client API addresses). Connections are made on
+    /// first use; must be called inside a tokio runtime.
+    pub fn new(servers: &[SocketAddr], options: ClientOptions) -> Self {
+        let members = servers
+            .iter()
+            .map(|&addr| {
+                let config = ConsumerConfig {
+                    static_providers: vec![addr],
+                    timeout: options.attempt_timeout,
+                    connect_timeout: options.connect_timeout,
+                    retries: 0,
+                    tick: Duration::from_millis(1000),
+                    again: 3,
+                    ..ConsumerConfig::default()
+                };
+                Member {
+                    addr,
+                    stub: RegistryConsumer::new(&Client::with_static_providers(config)),
+                }
+            })
+            .collect();
+        RegistryClient {
+            inner: Arc::new(Inner {
+                members,
+                preferred: AtomicUsize::new(fastrand::usize(..servers.len().max(1))),
+                last_zxid: AtomicU64::new(0),
+                options,
+            }),
+        }
+    }
+
+    /// A client with default options.
+    pub fn connect(servers: &[SocketAddr]) -> Self {
+        Self::new(servers, ClientOptions::default())
+    }
+
+    /// The newest zxid this client has seen.
+    pub fn last_zxid(&self) -> u64 {
+        self.inner.last_zxid.load(Ordering::Acquire)
+    }
+
+    fn saw(&self, zxid: u64) {
+        self.inner.last_zxid.fetch_max(zxid, Ordering::AcqRel);
+    }
+
+    /// Runs `call` on the preferred member, failing over to the others while the error allows.
+    async fn call<T, F, Fut>(&self, retry: Retry, mut call: F) -> Result<T, RegistryError>
+    where
+        F: FnMut(RegistryConsumer) -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        let members = &self.inner.members;
+        if members.is_empty() {
+            return Err(RegistryError::BadRequest(
+                "no registry servers configured".to_owned(),
+            ));
+        }
+        let deadline = Instant::now() + self.inner.options.timeout;
+        let start = self.inner.preferred.load(Ordering::Relaxed);
+        let mut attempt = 0usize;
+        loop {
+            let index = (start + attempt) % members.len();
+            let outcome = call(members[index].stub.clone()).await;
+            match outcome {
+                Ok(value) => {
+                    self.inner.preferred.store(index, Ordering::Relaxed);
+                    return Ok(value);
+                }
+                Err(error) => {
+                    let may_retry = match retry {
+                        Retry::Always => error.is_retryable(),
+                        Retry::IfNotPerformed => error.was_not_performed(),
+                    };
+                    if !may_retry || Instant::now() >= deadline {
+                        return Err(error);
+                    }
+                    tracing::debug!(member = %members[index].addr, %error, "registry call failed; trying another member");
+                    attempt += 1;
+                    // After a full round, give an election time to finish.
+                    if attempt % members.len() == 0 {
+                        let pause =
+                            Duration::from_millis(50 * (attempt / members.len()).min(8) as u64);
+                        tokio::time::sleep(pause.min(deadline - Instant::now())).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_request(&self, path: &str, consistency: Consistency) -> ReadRequest {
+        ReadRequest {
+            path: path.to_owned(),
+            stale: consistency == Consistency::Stale,
+            min_zxid: self.last_zxid(),
+        }
+    }
+
+    /// Creates a node; returns its final path (with the sequence number, if any).
+    pub async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> Result<Created, RegistryError> {
+        self.create_in(path, data, mode, None).await
+    }
+
+    /// Creates a node within a session (deduplicated by the session call).
+    pub async fn create_in(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        session: Option<SessionCall>,
+    ) -> Result<Created, RegistryError> {
+        let request = CreateRequest {
+            path: path.to_owned(),
+            data: data.to_vec(),
+            ephemeral: mode.ephemeral,
+            sequential: mode.sequential,
+            session,
+        };
+        let retry = if session.is_some() {
+            Retry::Always
+        } else {
+            Retry::IfNotPerformed
+        };
+        let created = self
+            .call(retry, |stub| {
+                let request = request.clone();
+                async move { stub.create(request).await }
+            })
+            .await?;
+        self.saw(created.zxid);
+        Ok(created)
+    }
+
+    /// Replaces a node's data, if its version is `version` (when given).
+    pub async fn set(
+        &self,
+        path: &str,
+        data: &[u8],
+        version: Option<u32>,
+    ) -> Result<Written, RegistryError> {
+        let request = SetRequest {
+            path: path.to_owned(),
+            data: data.to_vec(),
+            version,
+            session: None,
+        };
+        let written = self
+            .call(Retry::IfNotPerformed, |stub| {
+                let request = request.clone();
+                async move { stub.set(request).await }
+            })
+            .await?;
+        self.saw(written.zxid);
+        Ok(written)
+    }
+
+    /// Deletes a node, if its version is `version` (when given).
+    pub async fn delete(&self, path: &str, version: Option<u32>) -> Result<Written, RegistryError> {
+        let request = DeleteRequest {
+            path: path.to_owned(),
+            version,
+            session: None,
+        };
+        let written = self
+            .call(Retry::IfNotPerformed, |stub| {
+                let request = request.clone();
+                async move { stub.delete(request).await }
+            })
+            .await?;
+        self.saw(written.zxid);
+        Ok(written)
+    }
+
+    /// Applies `ops` atomically.
+    pub async fn multi(&self, ops: Vec<Op>) -> Result<MultiResponse, RegistryError> {
+        let request = MultiRequest { ops, session: None };
+        let response = self
+            .call(Retry::IfNotPerformed, |stub| {
+                let request = request.clone();
+                async move { stub.multi(request).await }
+            })
+            .await?;
+        self.saw(response.zxid);
+        Ok(response)
+    }
+
+    /// Reads a node's data and stat.
+    pub async fn get(
+        &self,
+        path: &str,
+        consistency: Consistency,
+    ) -> Result<NodeData, RegistryError> {
+        let request = self.read_request(path, consistency);
+        let data = self
+            .call(Retry::Always, |stub| {
+                let request = request.clone();
+                async move { stub.get(request).await }
+            })
+            .await?;
+        self.saw(data.zxid);
+        Ok(data)
+    }
+
+    /// Lists a node's children.
+    pub async fn children(
+        &self,
+        path: &str,
+        consistency: Consistency,
+    ) -> Result<ChildList, RegistryError> {
+        let request = self.read_request(path, consistency);
+        let list = self
+            .call(Retry::Always, |stub| {
+                let request = request.clone();
+                async move { stub.children(request).await }
+            })
+            .await?;
+        self.saw(list.zxid);
+        Ok(list)
+    }
+
+    /// Reads a node's stat.
+    pub async fn stat(
+        &self,
+        path: &str,
+        consistency: Consistency,
+    ) -> Result<NodeStat, RegistryError> {
+        let request = self.read_request(path, consistency);
+        let stat = self
+            .call(Retry::Always, |stub| {
+                let request = request.clone();
+                async move { stub.stat(request).await }
+            })
+            .await?;
+        self.saw(stat.zxid);
+        Ok(stat)
+    }
+
+    /// A quorum barrier on the member this client talks to.
+    pub async fn sync(&self) -> Result<Synced, RegistryError> {
+        let synced = self
+            .call(Retry::Always, |stub| async move { stub.sync().await })
+            .await?;
+        self.saw(synced.zxid);
+        Ok(synced)
+    }
+
+    /// The status of the member at `addr` (one of this client's servers), without failover.
+    pub async fn member_status(&self, addr: SocketAddr) -> Result<MemberStatus, RegistryError> {
+        let member = self
+            .inner
+            .members
+            .iter()
+            .find(|m| m.addr == addr)
+            .ok_or_else(|| {
+                RegistryError::BadRequest(format!("{addr} is not one of this client's servers"))
+            })?;
+        member.stub.member_status().await
+    }
+
+    /// The client API addresses this client knows.
+    pub fn servers(&self) -> Vec<SocketAddr> {
+        self.inner.members.iter().map(|m| m.addr).collect()
+    }
+}

@@ -1,0 +1,280 @@
+//! Configuration of a registry member, from a properties file (case-insensitive keys) with
+//! command-line overrides.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rmif_core::config::{ConfigError, Properties, resolve_addr};
+
+/// Every key a member's configuration file may hold.
+pub const REGISTRY_KEYS: &[&str] = &[
+    "node_id",
+    "peers",
+    "client_addr",
+    "admin_addr",
+    "data_dir",
+    "raft_tick_ms",
+    "election_ticks",
+    "heartbeat_ticks",
+    "snapshot_entries",
+    "min_session_timeout_ms",
+    "max_session_timeout_ms",
+];
+
+/// How one registry member runs.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// This member's Raft id (`node_id`).
+    pub node_id: u64,
+    /// Every member's Raft peer address, by id (`peers = 1=host:port,2=host:port,…`).
+    pub peers: BTreeMap<u64, SocketAddr>,
+    /// Where clients connect (`client_addr`).
+    pub client_addr: SocketAddr,
+    /// Where the admin HTTP endpoint listens (`admin_addr`, optional).
+    pub admin_addr: Option<SocketAddr>,
+    /// Where the Raft log and snapshots live (`data_dir`).
+    pub data_dir: PathBuf,
+    /// One Raft tick (`raft_tick_ms`, default 25).
+    pub tick: Duration,
+    /// Ticks before a follower without a leader campaigns (`election_ticks`, default 10;
+    /// randomized up to twice that).
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats (`heartbeat_ticks`, default 2).
+    pub heartbeat_ticks: usize,
+    /// Applied entries between snapshots (`snapshot_entries`, default 10,000).
+    pub snapshot_entries: u64,
+    /// Smallest session timeout granted (`min_session_timeout_ms`, default 500).
+    pub min_session_timeout: Duration,
+    /// Largest session timeout granted (`max_session_timeout_ms`, default 60,000).
+    pub max_session_timeout: Duration,
+}
+
+impl RegistryConfig {
+    /// A single-member registry on loopback for development: client port `client_addr`, peer
+    /// port chosen by the system.
+    pub fn single(client_addr: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        let mut peers = BTreeMap::new();
+        peers.insert(1, SocketAddr::from(([127, 0, 0, 1], 0)));
+        RegistryConfig {
+            node_id: 1,
+            peers,
+            client_addr,
+            admin_addr: None,
+            data_dir: data_dir.into(),
+            tick: Duration::from_millis(25),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            snapshot_entries: 10_000,
+            min_session_timeout: Duration::from_millis(500),
+            max_session_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Reads a member's configuration file, then applies `overrides` (key, value) as if they
+    /// were in the file.
+    pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut properties = Properties::load(path)?;
+        for (key, value) in overrides {
+            properties.set_override(key, value);
+        }
+        Self::from_properties(properties)
+    }
+
+    /// Builds the configuration from properties; every required key must be present and no
+    /// unknown key may be.
+    pub fn from_properties(mut p: Properties) -> Result<Self, ConfigError> {
+        let origin = p.origin().to_owned();
+        let missing = |key: &str| ConfigError {
+            origin: origin.clone(),
+            line: 0,
+            key: key.to_owned(),
+            reason: "required, but not set".to_owned(),
+        };
+        let node_id = p
+            .take_with("node_id", |v| match v.parse::<u64>() {
+                Ok(id) if id > 0 => Ok(id),
+                _ => Err("expected a positive integer".to_owned()),
+            })?
+            .ok_or_else(|| missing("node_id"))?;
+        let peers = p
+            .take_with("peers", parse_peers)?
+            .ok_or_else(|| missing("peers"))?;
+        let client_addr = p
+            .take_with("client_addr", resolve_addr)?
+            .ok_or_else(|| missing("client_addr"))?;
+        let admin_addr = p.take_with("admin_addr", resolve_addr)?;
+        let data_dir = p
+            .take_with("data_dir", |v| {
+                if v.is_empty() {
+                    Err("must not be empty".to_owned())
+                } else {
+                    Ok(PathBuf::from(v))
+                }
+            })?
+            .ok_or_else(|| missing("data_dir"))?;
+        let mut config = RegistryConfig {
+            node_id,
+            peers,
+            client_addr,
+            admin_addr,
+            data_dir,
+            ..RegistryConfig::single(client_addr, "")
+        };
+        if let Some(tick) = p.take_with("raft_tick_ms", |v| match v.parse::<u64>() {
+            Ok(ms) if (1..=10_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+            _ => Err("expected milliseconds from 1 to 10000".to_owned()),
+        })? {
+            config.tick = tick;
+        }
+        if let Some(ticks) = p.take_with("election_ticks", |v| match v.parse::<usize>() {
+            Ok(n) if n >= 3 => Ok(n),
+            _ => Err("expected at least 3".to_owned()),
+        })? {
+            config.election_ticks = ticks;
+        }
+        if let Some(ticks) = p.take_with("heartbeat_ticks", |v| match v.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err("expected at least 1".to_owned()),
+        })? {
+            config.heartbeat_ticks = ticks;
+        }
+        if let Some(entries) = p.take_with("snapshot_entries", |v| match v.parse::<u64>() {
+            Ok(n) if n >= 10 => Ok(n),
+            _ => Err("expected at least 10".to_owned()),
+        })? {
+            config.snapshot_entries = entries;
+        }
+        if let Some(min) = p.take_millis("min_session_timeout_ms")? {
+            config.min_session_timeout = min;
+        }
+        if let Some(max) = p.take_millis("max_session_timeout_ms")? {
+            config.max_session_timeout = max;
+        }
+        p.finish(REGISTRY_KEYS)?;
+        config.validate(&origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let error = |key: &str, reason: String| ConfigError {
+            origin: origin.to_owned(),
+            line: 0,
+            key: key.to_owned(),
+            reason,
+        };
+        if !self.peers.contains_key(&self.node_id) {
+            return Err(error(
+                "peers",
+                format!("must include this member (node_id {})", self.node_id),
+            ));
+        }
+        if self.heartbeat_ticks >= self.election_ticks {
+            return Err(error(
+                "heartbeat_ticks",
+                format!(
+                    "must be below election_ticks ({}), or every heartbeat gap starts an election",
+                    self.election_ticks
+                ),
+            ));
+        }
+        if self.min_session_timeout > self.max_session_timeout {
+            return Err(error(
+                "min_session_timeout_ms",
+                "must not exceed max_session_timeout_ms".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This member's Raft peer address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peers[&self.node_id]
+    }
+}
+
+/// Parses `1=host:port,2=host:port,…`.
+pub fn parse_peers(value: &str) -> Result<BTreeMap<u64, SocketAddr>, String> {
+    let mut peers = BTreeMap::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("`{item}` is not id=host:port"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| format!("`{id}` in `{item}` is not a positive member id"))?;
+        let addr = resolve_addr(addr.trim())?;
+        if peers.insert(id, addr).is_some() {
+            return Err(format!("member {id} is listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no members listed".to_owned());
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RegistryConfig, ConfigError> {
+        RegistryConfig::from_properties(
+            Properties::parse(text.as_bytes(), "member.properties").unwrap(),
+        )
+    }
+
+    #[test]
+    fn reads_a_member_file_with_case_insensitive_keys() {
+        let config = parse(
+            "NODE_ID=2\nPeers=1=127.0.0.1:7101, 2=127.0.0.1:7102,3=127.0.0.1:7103\n\
+             client_addr=127.0.0.1:7002\ndata_dir=/tmp/r2\nraft_tick_ms=10\n",
+        )
+        .unwrap();
+        assert_eq!(config.node_id, 2);
+        assert_eq!(config.peers.len(), 3);
+        assert_eq!(config.peer_addr(), "127.0.0.1:7102".parse().unwrap());
+        assert_eq!(config.tick, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn invalid_members_files_name_the_problem() {
+        let base = "node_id=1\nclient_addr=127.0.0.1:7000\ndata_dir=d\n";
+        let cases = [
+            (
+                format!("{base}peers=1=127.0.0.1:7100,1=127.0.0.1:7101\n"),
+                "peers",
+                "listed twice",
+            ),
+            (
+                format!("{base}peers=x=127.0.0.1:7100\n"),
+                "peers",
+                "not a positive member id",
+            ),
+            (
+                format!("{base}peers=2=127.0.0.1:7100\n"),
+                "peers",
+                "must include this member",
+            ),
+            (
+                "peers=1=127.0.0.1:7100\nclient_addr=127.0.0.1:1\ndata_dir=d\n".to_owned(),
+                "node_id",
+                "required",
+            ),
+            (
+                format!("{base}peers=1=127.0.0.1:7100\nelection_tick=5\n"),
+                "election_tick",
+                "did you mean `election_ticks`",
+            ),
+        ];
+        for (text, key, reason) in cases {
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key, key, "{text}");
+            assert!(err.to_string().contains(reason), "{err}");
+        }
+    }
+}

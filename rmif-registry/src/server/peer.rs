@@ -1,0 +1,272 @@
+//! Raft messages between members: one outgoing connection per peer carrying length-prefixed
+//! protobuf messages, and a listener for the connections of the others.
+//!
+//! Raft tolerates lost messages, so a full outbox drops rather than blocks, and a broken
+//! connection is reported to raft-rs as "unreachable" so that it stops pipelining to that peer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use protobuf::Message as _;
+use raft::prelude::{Message, MessageType};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+/// First bytes of every peer connection, followed by the sender's id as a u64.
+const HELLO: &[u8; 8] = b"RMIFPEER";
+/// Largest peer frame: a snapshot of the whole tree travels in one.
+const MAX_PEER_FRAME: usize = 1 << 30;
+/// Messages queued for one peer before new ones are dropped.
+const OUTBOX_CAPACITY: usize = 4096;
+/// Messages written per batch.
+const BATCH: usize = 256;
+
+/// What the transport tells the replica about deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// Messages to this peer could not be delivered.
+    Unreachable(u64),
+    /// A snapshot to this peer was written (`true`) or lost (`false`).
+    SnapshotSent(u64, bool),
+}
+
+/// Outgoing side of the peer network.
+pub struct PeerNetwork {
+    outboxes: HashMap<u64, mpsc::Sender<Message>>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+}
+
+impl PeerNetwork {
+    /// Starts an outbox per peer (every member but `me`) and the listener for inbound
+    /// connections, which delivers messages to `inbound`.
+    pub fn start(
+        me: u64,
+        listener: TcpListener,
+        peers: &HashMap<u64, SocketAddr>,
+        inbound: mpsc::Sender<Message>,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let mut outboxes = HashMap::new();
+        for (&id, &addr) in peers.iter().filter(|(id, _)| **id != me) {
+            let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+            outboxes.insert(id, tx);
+            tokio::spawn(run_outbox(
+                me,
+                id,
+                addr,
+                rx,
+                events.clone(),
+                shutdown.clone(),
+            ));
+        }
+        let members: Vec<u64> = peers.keys().copied().collect();
+        tokio::spawn(accept(listener, members, inbound, shutdown));
+        PeerNetwork { outboxes, events }
+    }
+
+    /// Queues messages for their peers.
+    pub fn send(&self, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
+            let Some(outbox) = self.outboxes.get(&to) else {
+                tracing::warn!(to, "message for an unknown member dropped");
+                continue;
+            };
+            let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
+            if outbox.try_send(message).is_err() {
+                let _ = self.events.send(PeerEvent::Unreachable(to));
+                if is_snapshot {
+                    let _ = self.events.send(PeerEvent::SnapshotSent(to, false));
+                }
+            }
+        }
+    }
+}
+
+async fn run_outbox(
+    me: u64,
+    to: u64,
+    addr: SocketAddr,
+    mut outbox: mpsc::Receiver<Message>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let connected = tokio::select! {
+            connected = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)) => connected,
+            _ = shutdown.cancelled() => return,
+        };
+        let stream = match connected {
+            Ok(Ok(stream)) => stream,
+            _ => {
+                // Whatever waited for this peer is stale by the time it could be delivered.
+                while let Ok(message) = outbox.try_recv() {
+                    if message.get_msg_type() == MessageType::MsgSnapshot {
+                        let _ = events.send(PeerEvent::SnapshotSent(to, false));
+                    }
+                }
+                let _ = events.send(PeerEvent::Unreachable(to));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(20);
+        let _ = stream.set_nodelay(true);
+        let codec = LengthDelimitedCodec::builder()
+            .max_frame_length(MAX_PEER_FRAME)
+            .new_codec();
+        let mut writer = FramedWrite::new(stream, codec);
+        let mut hello = BytesMut::with_capacity(16);
+        hello.put_slice(HELLO);
+        hello.put_u64(me);
+        if writer.send(hello.freeze()).await.is_err() {
+            continue;
+        }
+        tracing::debug!(to, %addr, "connected to peer");
+        'connected: loop {
+            let first = tokio::select! {
+                message = outbox.recv() => match message {
+                    Some(message) => message,
+                    None => return,
+                },
+                _ = shutdown.cancelled() => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match outbox.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            let snapshots = batch
+                .iter()
+                .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+                .count();
+            let mut failed = false;
+            for message in &batch {
+                let bytes = match message.write_to_bytes() {
+                    Ok(bytes) => Bytes::from(bytes),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot encode a raft message");
+                        continue;
+                    }
+                };
+                if writer.feed(bytes).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if !failed && SinkExt::<Bytes>::flush(&mut writer).await.is_err() {
+                failed = true;
+            }
+            for _ in 0..snapshots {
+                let _ = events.send(PeerEvent::SnapshotSent(to, !failed));
+            }
+            if failed {
+                tracing::debug!(to, %addr, "peer connection broke");
+                let _ = events.send(PeerEvent::Unreachable(to));
+                break 'connected;
+            }
+        }
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    members: Vec<u64>,
+    inbound: mpsc::Sender<Message>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(read_peer(
+                    stream,
+                    peer,
+                    members.clone(),
+                    inbound.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "peer accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn read_peer(
+    stream: TcpStream,
+    peer: SocketAddr,
+    members: Vec<u64>,
+    inbound: mpsc::Sender<Message>,
+    shutdown: CancellationToken,
+) {
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_PEER_FRAME)
+        .new_codec();
+    let mut reader = FramedRead::new(stream, codec);
+    let hello = tokio::select! {
+        hello = tokio::time::timeout(Duration::from_secs(5), reader.next()) => hello,
+        _ = shutdown.cancelled() => return,
+    };
+    let from = match hello {
+        Ok(Some(Ok(frame))) if frame.len() == 16 && &frame[..8] == HELLO => {
+            u64::from_be_bytes(frame[8..16].try_into().expect("8 bytes"))
+        }
+        _ => {
+            tracing::warn!(%peer, "peer connection without a valid hello; closed");
+            return;
+        }
+    };
+    if !members.contains(&from) {
+        tracing::warn!(%peer, from, "connection from a member not in this cluster's configuration; closed");
+        return;
+    }
+    loop {
+        let frame = tokio::select! {
+            frame = reader.next() => frame,
+            _ = shutdown.cancelled() => return,
+        };
+        let bytes = match frame {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(error)) => {
+                tracing::warn!(%peer, from, %error, "bad frame from peer; connection closed");
+                return;
+            }
+            None => return,
+        };
+        match Message::parse_from_bytes(&bytes) {
+            Ok(message) if message.from == from => {
+                if inbound.send(message).await.is_err() {
+                    return;
+                }
+            }
+            Ok(message) => {
+                tracing::warn!(%peer, from, claimed = message.from, "peer message with a forged sender; connection closed");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%peer, from, %error, "undecodable raft message; connection closed");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,717 @@
+//! The Raft driver: one task owns the `RawNode` and runs the Ready loop; the rest of the server
+//! talks to it through a channel and reads the applied tree through [`ReplicaShared`].
+//!
+//! Each turn of the loop takes every message and request that arrived together, so that their
+//! entries are appended in one durable write (group commit: one fsync serves many writes). A
+//! write is answered only once its entry is committed (durable on a majority) and applied here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, StateRole};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::peer::{PeerEvent, PeerNetwork};
+use super::storage::{LogStore, Persist, RaftLog, StorageError};
+use crate::error::RegistryError;
+use crate::tree::{Applied, Change, Command, Op, Proposer, SessionCall, Tree};
+
+/// Raft settings of one member.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// This member's id.
+    pub id: u64,
+    /// Every voter's id (this member included).
+    pub voters: Vec<u64>,
+    /// Length of one Raft tick.
+    pub tick: Duration,
+    /// Ticks without a leader before a follower campaigns (randomized up to twice this).
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Applied entries between snapshots (each snapshot compacts the log).
+    pub snapshot_every: u64,
+}
+
+/// The role and progress of this member, for status reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// Leader, follower, candidate or pre-candidate.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// The leader this member knows of (0: none).
+    pub leader: u64,
+    /// Highest index known committed.
+    pub commit: u64,
+    /// Highest index applied to the tree.
+    pub applied: u64,
+    /// Index of the latest snapshot.
+    pub snapshot: u64,
+}
+
+/// Changes applied by one entry, published to watchers.
+#[derive(Debug, Clone)]
+pub enum Published {
+    /// An entry changed these nodes.
+    Changes {
+        /// The entry's index.
+        zxid: u64,
+        /// What changed.
+        changes: Arc<Vec<Change>>,
+    },
+    /// The tree was replaced by a snapshot: watchers must resynchronize.
+    Reset {
+        /// The snapshot's index.
+        zxid: u64,
+    },
+}
+
+/// What the server's other parts share with the replica.
+pub struct ReplicaShared {
+    /// The applied state.
+    pub tree: RwLock<Tree>,
+    /// Index of the last applied entry.
+    pub applied: watch::Sender<u64>,
+    /// Role and progress.
+    pub status: RwLock<RaftStatus>,
+    /// Every applied change, in order.
+    pub changes: broadcast::Sender<Published>,
+}
+
+enum Request {
+    Propose {
+        op: Op,
+        session: Option<SessionCall>,
+        reply: oneshot::Sender<Result<Applied, RegistryError>>,
+    },
+    ReadIndex {
+        reply: oneshot::Sender<Result<u64, RegistryError>>,
+    },
+}
+
+/// Handle to the replica task.
+#[derive(Clone)]
+pub struct Replica {
+    requests: mpsc::Sender<Request>,
+    shared: Arc<ReplicaShared>,
+}
+
+/// Read requests waiting for their read index.
+struct ReadBatch {
+    waiters: Vec<oneshot::Sender<Result<u64, RegistryError>>>,
+    issued: Instant,
+}
+
+/// A read index request is sent again (with a new id) if no answer came within this many ticks:
+/// raft-rs drops such requests silently while there is no leader.
+const READ_RETRY_TICKS: u32 = 6;
+/// Requests taken per loop turn before the Ready is handled.
+const MAX_BATCH: usize = 4096;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn role_name(role: StateRole) -> &'static str {
+    match role {
+        StateRole::Leader => "leader",
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::PreCandidate => "pre-candidate",
+    }
+}
+
+impl Replica {
+    /// Recovers the member's state from `store` and starts the Ready loop. Returns the handle
+    /// and the loop's join handle, which ends with an error if storage fails.
+    pub fn start(
+        config: ReplicaConfig,
+        mut store: Box<dyn LogStore>,
+        network: PeerNetwork,
+        inbound: mpsc::Receiver<Message>,
+        peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+        shutdown: CancellationToken,
+    ) -> Result<(Replica, tokio::task::JoinHandle<Result<(), StorageError>>), StorageError> {
+        let recovered = store.recover()?;
+        let bootstrap = ConfState {
+            voters: config.voters.clone(),
+            ..ConfState::default()
+        };
+        if recovered.is_empty() {
+            store.persist(Persist {
+                conf_state: Some(&bootstrap),
+                ..Persist::default()
+            })?;
+        }
+        let log = RaftLog::from_recovered(&recovered, &bootstrap);
+        let mut tree = Tree::new();
+        let mut applied = 0;
+        if let Some(snapshot) = &recovered.snapshot {
+            tree = Tree::from_snapshot(&snapshot.data).map_err(StorageError)?;
+            applied = snapshot.get_metadata().index;
+        }
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied,
+            check_quorum: true,
+            pre_vote: true,
+            // One append message carries at most 1 MiB of entries, and at most 256 may be in
+            // flight to a follower: enough to keep a loopback or LAN link busy without letting
+            // a slow follower make the leader buffer without bound.
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            ..raft::Config::default()
+        };
+        raft_config
+            .validate()
+            .map_err(|e| StorageError(format!("invalid raft configuration: {e}")))?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&raft_config, log.clone(), &logger)
+            .map_err(|e| StorageError(format!("cannot start raft: {e}")))?;
+        let (changes, _) = broadcast::channel(65_536);
+        let shared = Arc::new(ReplicaShared {
+            tree: RwLock::new(tree),
+            applied: watch::Sender::new(applied),
+            status: RwLock::new(RaftStatus {
+                applied,
+                snapshot: applied,
+                ..RaftStatus::default()
+            }),
+            changes,
+        });
+        let (requests, request_rx) = mpsc::channel(65_536);
+        let driver = Driver {
+            id: config.id,
+            incarnation: fastrand::u64(..),
+            next_seq: 0,
+            raw,
+            log,
+            store,
+            network,
+            shared: shared.clone(),
+            config,
+            pending: HashMap::new(),
+            new_reads: Vec::new(),
+            reads_in_flight: HashMap::new(),
+            reads_waiting_apply: BTreeMap::new(),
+            next_read_id: 0,
+            ticks: 0,
+            leader: 0,
+            last_snapshot: applied,
+        };
+        let task = tokio::spawn(driver.run(inbound, request_rx, peer_events, shutdown));
+        Ok((Replica { requests, shared }, task))
+    }
+
+    /// The shared state (tree, applied index, status, changes).
+    pub fn shared(&self) -> &Arc<ReplicaShared> {
+        &self.shared
+    }
+
+    /// Replicates `op` and returns what applying it did. The error for a lost leader or a
+    /// deadline says that the outcome is unknown.
+    pub async fn propose(
+        &self,
+        op: Op,
+        session: Option<SessionCall>,
+        deadline: Instant,
+    ) -> Result<Applied, RegistryError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Propose { op, session, reply })
+            .await
+            .map_err(|_| stopped())?;
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(RegistryError::Indeterminate(
+                "this member stopped before the write committed".to_owned(),
+            )),
+            Err(_) => Err(RegistryError::Indeterminate(
+                "the write was not committed before the deadline; it may still be applied"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    /// A linearizable read point: resolves once this member has applied everything committed
+    /// when the call started (ReadIndex: the leader confirms its leadership with a quorum).
+    /// Returns the applied index.
+    pub async fn read_index(&self, deadline: Instant) -> Result<u64, RegistryError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::ReadIndex { reply })
+            .await
+            .map_err(|_| stopped())?;
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(stopped()),
+            Err(_) => Err(RegistryError::NoQuorum(
+                "no leader confirmed a read index before the deadline".to_owned(),
+            )),
+        }
+    }
+
+    /// Waits until this member has applied `index` (for reads that must not go back in time).
+    pub async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<u64, RegistryError> {
+        let mut applied = self.shared.applied.subscribe();
+        match tokio::time::timeout_at(deadline, applied.wait_for(|a| *a >= index)).await {
+            Ok(Ok(now)) => Ok(*now),
+            _ => Err(RegistryError::NoQuorum(format!(
+                "this member has not caught up to zxid {index} yet"
+            ))),
+        }
+    }
+}
+
+fn stopped() -> RegistryError {
+    RegistryError::NoQuorum("this member's replica has stopped".to_owned())
+}
+
+struct Driver {
+    id: u64,
+    incarnation: u64,
+    next_seq: u64,
+    raw: RawNode<RaftLog>,
+    log: RaftLog,
+    store: Box<dyn LogStore>,
+    network: PeerNetwork,
+    shared: Arc<ReplicaShared>,
+    config: ReplicaConfig,
+    pending: HashMap<u64, oneshot::Sender<Result<Applied, RegistryError>>>,
+    new_reads: Vec<oneshot::Sender<Result<u64, RegistryError>>>,
+    reads_in_flight: HashMap<u64, ReadBatch>,
+    reads_waiting_apply: BTreeMap<u64, Vec<oneshot::Sender<Result<u64, RegistryError>>>>,
+    next_read_id: u64,
+    ticks: u64,
+    leader: u64,
+    last_snapshot: u64,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Message>,
+        mut requests: mpsc::Receiver<Request>,
+        mut peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+        shutdown: CancellationToken,
+    ) -> Result<(), StorageError> {
+        let mut ticker = tokio::time::interval(self.config.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.on_tick(),
+                Some(message) = inbound.recv() => self.step(message),
+                Some(request) = requests.recv() => self.on_request(request),
+                Some(event) = peer_events.recv() => self.on_peer_event(event),
+                _ = shutdown.cancelled(), if stop_by.is_none() => {
+                    stop_by = Some(Instant::now() + self.hand_over_leadership());
+                }
+            }
+            if let Some(deadline) = stop_by {
+                if self.raw.raft.leader_id != self.id || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            for _ in 0..MAX_BATCH {
+                match inbound.try_recv() {
+                    Ok(message) => self.step(message),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..MAX_BATCH {
+                match requests.try_recv() {
+                    Ok(request) => self.on_request(request),
+                    Err(_) => break,
+                }
+            }
+            while let Ok(event) = peer_events.try_recv() {
+                self.on_peer_event(event);
+            }
+            self.issue_reads();
+            self.on_ready()?;
+        }
+        self.fail_everything("this member is shutting down");
+        Ok(())
+    }
+
+    /// A leader that is asked to stop first transfers leadership to the most up-to-date
+    /// follower, so that clients see a handover instead of an election timeout. Returns how long
+    /// to wait for the handover.
+    fn hand_over_leadership(&mut self) -> Duration {
+        if self.raw.raft.state != StateRole::Leader {
+            return Duration::ZERO;
+        }
+        let transferee = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != self.id)
+            .max_by_key(|(_, progress)| progress.matched)
+            .map(|(id, _)| *id);
+        match transferee {
+            Some(id) => {
+                tracing::info!(to = id, "stopping: transferring leadership");
+                self.raw.transfer_leader(id);
+                self.config.tick * self.config.election_ticks as u32
+            }
+            None => Duration::ZERO,
+        }
+    }
+
+    fn step(&mut self, message: Message) {
+        if let Err(error) = self.raw.step(message) {
+            tracing::debug!(%error, "raft message ignored");
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.raw.tick();
+        self.ticks += 1;
+        // Calls whose caller gave up leave nothing behind.
+        self.pending.retain(|_, reply| !reply.is_closed());
+        // Re-issue read index requests that got no answer (no leader, lost message).
+        let stale: Vec<u64> = self
+            .reads_in_flight
+            .iter()
+            .filter(|(_, batch)| batch.issued.elapsed() >= self.config.tick * READ_RETRY_TICKS)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(batch) = self.reads_in_flight.remove(&id) {
+                self.new_reads
+                    .extend(batch.waiters.into_iter().filter(|w| !w.is_closed()));
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Propose { op, session, reply } => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let command = Command {
+                    proposer: Proposer {
+                        member: self.id,
+                        incarnation: self.incarnation,
+                        seq,
+                    },
+                    time_ms: now_ms(),
+                    session,
+                    op,
+                };
+                let data = match rmp_serde::to_vec(&command) {
+                    Ok(data) => data,
+                    Err(error) => {
+                        let _ = reply.send(Err(RegistryError::BadRequest(format!(
+                            "cannot encode the operation: {error}"
+                        ))));
+                        return;
+                    }
+                };
+                match self.raw.propose(Vec::new(), data) {
+                    Ok(()) => {
+                        self.pending.insert(seq, reply);
+                    }
+                    Err(raft::Error::ProposalDropped) => {
+                        let _ = reply.send(Err(RegistryError::NoQuorum(
+                            "no leader is known; the write was not accepted".to_owned(),
+                        )));
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(RegistryError::NoQuorum(format!(
+                            "the write was not accepted: {error}"
+                        ))));
+                    }
+                }
+            }
+            Request::ReadIndex { reply } => self.new_reads.push(reply),
+        }
+    }
+
+    fn on_peer_event(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::Unreachable(id) => self.raw.report_unreachable(id),
+            PeerEvent::SnapshotSent(id, ok) => self.raw.report_snapshot(
+                id,
+                if ok {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                },
+            ),
+        }
+    }
+
+    /// One read index request serves every read that arrived since the last one.
+    fn issue_reads(&mut self) {
+        if self.new_reads.is_empty() {
+            return;
+        }
+        let id = self.next_read_id;
+        self.next_read_id += 1;
+        self.raw.read_index(id.to_be_bytes().to_vec());
+        self.reads_in_flight.insert(
+            id,
+            ReadBatch {
+                waiters: std::mem::take(&mut self.new_reads),
+                issued: Instant::now(),
+            },
+        );
+    }
+
+    fn on_ready(&mut self) -> Result<(), StorageError> {
+        if !self.raw.has_ready() {
+            self.publish_status();
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        if let Some(soft) = ready.ss() {
+            if soft.leader_id != self.leader {
+                self.leader = soft.leader_id;
+                self.on_leader_change();
+            }
+        }
+        // A leader's messages go out before its own write: followers persist in parallel.
+        if !ready.messages().is_empty() {
+            self.network.send(ready.take_messages());
+        }
+        let snapshot = ready.snapshot().clone();
+        if !snapshot.is_empty() {
+            self.install_snapshot(&snapshot)?;
+        }
+        self.apply(ready.take_committed_entries())?;
+        for read in ready.take_read_states() {
+            self.on_read_state(read.index, &read.request_ctx);
+        }
+        let hard_state = ready.hs().cloned();
+        self.store.persist(Persist {
+            snapshot: (!snapshot.is_empty()).then_some(&snapshot),
+            entries: ready.entries(),
+            hard_state: hard_state.as_ref(),
+            conf_state: None,
+        })?;
+        self.log.append(ready.entries());
+        if let Some(hard_state) = &hard_state {
+            self.log.set_hard_state(hard_state);
+        }
+        if !ready.persisted_messages().is_empty() {
+            self.network.send(ready.take_persisted_messages());
+        }
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.log.set_commit(commit);
+        }
+        self.network.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.maybe_snapshot()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let index = snapshot.get_metadata().index;
+        let tree = Tree::from_snapshot(&snapshot.data).map_err(StorageError)?;
+        self.log.apply_snapshot(snapshot);
+        *self.shared.tree.write().unwrap_or_else(|p| p.into_inner()) = tree;
+        self.last_snapshot = index;
+        self.shared.applied.send_replace(index);
+        let _ = self.shared.changes.send(Published::Reset { zxid: index });
+        tracing::info!(index, "installed a snapshot from the leader");
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(());
+        };
+        let mut results = Vec::new();
+        {
+            let mut tree = self.shared.tree.write().unwrap_or_else(|p| p.into_inner());
+            for entry in &entries {
+                match entry.get_entry_type() {
+                    EntryType::EntryNormal if !entry.data.is_empty() => {
+                        match rmp_serde::from_slice::<Command>(&entry.data) {
+                            Ok(command) => {
+                                let applied = tree.apply(entry.index, &command);
+                                results.push((command.proposer, applied));
+                            }
+                            Err(error) => {
+                                tracing::error!(index = entry.index, %error, "undecodable entry skipped");
+                                tree.skip(entry.index);
+                            }
+                        }
+                    }
+                    EntryType::EntryNormal => tree.skip(entry.index),
+                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                        drop(tree);
+                        self.apply_conf_change(entry)?;
+                        tree = self.shared.tree.write().unwrap_or_else(|p| p.into_inner());
+                        tree.skip(entry.index);
+                    }
+                }
+            }
+        }
+        for (proposer, applied) in results {
+            if !applied.changes.is_empty() {
+                let _ = self.shared.changes.send(Published::Changes {
+                    zxid: applied.zxid,
+                    changes: Arc::new(applied.changes.clone()),
+                });
+            }
+            if proposer.member == self.id && proposer.incarnation == self.incarnation {
+                if let Some(reply) = self.pending.remove(&proposer.seq) {
+                    let _ = reply.send(Ok(applied));
+                }
+            }
+        }
+        self.shared.applied.send_replace(last);
+        let ready: Vec<u64> = self
+            .reads_waiting_apply
+            .range(..=last)
+            .map(|(index, _)| *index)
+            .collect();
+        for index in ready {
+            for waiter in self.reads_waiting_apply.remove(&index).unwrap_or_default() {
+                let _ = waiter.send(Ok(last));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), StorageError> {
+        use protobuf::Message as _;
+        let conf_state = if entry.get_entry_type() == EntryType::EntryConfChange {
+            let change = ConfChange::parse_from_bytes(&entry.data)
+                .map_err(|e| StorageError(format!("corrupt configuration change: {e}")))?;
+            self.raw.apply_conf_change(&change)
+        } else {
+            let change = ConfChangeV2::parse_from_bytes(&entry.data)
+                .map_err(|e| StorageError(format!("corrupt configuration change: {e}")))?;
+            self.raw.apply_conf_change(&change)
+        };
+        match conf_state {
+            Ok(conf_state) => self.store.persist(Persist {
+                conf_state: Some(&conf_state),
+                ..Persist::default()
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "configuration change rejected");
+                Ok(())
+            }
+        }
+    }
+
+    fn on_read_state(&mut self, index: u64, context: &[u8]) {
+        let Ok(id) = <[u8; 8]>::try_from(context).map(u64::from_be_bytes) else {
+            return;
+        };
+        let Some(batch) = self.reads_in_flight.remove(&id) else {
+            return;
+        };
+        let applied = *self.shared.applied.borrow();
+        if applied >= index {
+            for waiter in batch.waiters {
+                let _ = waiter.send(Ok(applied));
+            }
+        } else {
+            self.reads_waiting_apply
+                .entry(index)
+                .or_default()
+                .extend(batch.waiters);
+        }
+    }
+
+    /// Writes in flight when the leader changed may or may not commit: their callers are told
+    /// so at once (and retry; a session's retries are deduplicated) instead of waiting for a
+    /// deadline.
+    fn on_leader_change(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            leader = self.leader,
+            pending = self.pending.len(),
+            "leader changed with writes in flight"
+        );
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(RegistryError::Indeterminate(
+                "the leader changed while the write was in flight".to_owned(),
+            )));
+        }
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+        let applied = *self.shared.applied.borrow();
+        if applied < self.last_snapshot + self.config.snapshot_every {
+            return Ok(());
+        }
+        let Some(term) = self.log.term_of(applied) else {
+            return Ok(());
+        };
+        let data = {
+            let tree = self.shared.tree.read().unwrap_or_else(|p| p.into_inner());
+            bytes::Bytes::from(tree.to_snapshot())
+        };
+        let mut snapshot = Snapshot {
+            data,
+            ..Snapshot::default()
+        };
+        let metadata = snapshot.mut_metadata();
+        metadata.index = applied;
+        metadata.term = term;
+        metadata.set_conf_state(self.log.conf_state());
+        self.store.save_snapshot(&snapshot)?;
+        self.log.store_snapshot(&snapshot);
+        self.last_snapshot = applied;
+        tracing::debug!(index = applied, "snapshot taken; log compacted");
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.raw.raft;
+        let status = RaftStatus {
+            role: role_name(raft.state).to_owned(),
+            term: raft.term,
+            leader: raft.leader_id,
+            commit: raft.raft_log.committed,
+            applied: *self.shared.applied.borrow(),
+            snapshot: self.last_snapshot,
+        };
+        *self
+            .shared
+            .status
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    fn fail_everything(&mut self, reason: &str) {
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(RegistryError::Indeterminate(reason.to_owned())));
+        }
+        let reads = self
+            .new_reads
+            .drain(..)
+            .chain(self.reads_in_flight.drain().flat_map(|(_, b)| b.waiters))
+            .chain(
+                std::mem::take(&mut self.reads_waiting_apply)
+                    .into_values()
+                    .flatten(),
+            );
+        for waiter in reads {
+            let _ = waiter.send(Err(RegistryError::NoQuorum(reason.to_owned())));
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The registry's client API on a member: writes go through the replica, reads wait for the
+//! right point (a read index, or just the client's last seen zxid for stale reads).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmif_core::CallContext;
+use tokio::time::Instant;
+
+use super::replica::Replica;
+use crate::api::{
+    ChildList, CreateRequest, Created, DeleteRequest, MemberStatus, MultiRequest, MultiResponse,
+    NodeData, NodeStat, ReadRequest, Registry, SetRequest, Synced, Written,
+};
+use crate::error::RegistryError;
+use crate::tree::{self, Applied, Op, OpResult, Tree, path};
+
+/// Answers are sent this long before the caller's deadline, so that "no quorum" reaches it
+/// instead of a timeout.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+/// Deadline when the caller gave none.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Who this member is, for status answers.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Raft id.
+    pub id: u64,
+    /// Client API address.
+    pub client_addr: String,
+    /// Every member's id and peer address.
+    pub members: Vec<(u64, String)>,
+}
+
+/// The [`Registry`] service of one member.
+#[derive(Clone)]
+pub struct RegistryService {
+    replica: Replica,
+    identity: Arc<Identity>,
+}
+
+impl RegistryService {
+    /// The service over `replica`.
+    pub fn new(replica: Replica, identity: Identity) -> Self {
+        RegistryService {
+            replica,
+            identity: Arc::new(identity),
+        }
+    }
+
+    fn deadline() -> Instant {
+        let now = Instant::now();
+        CallContext::current()
+            .and_then(|call| call.deadline())
+            .map(|deadline| {
+                deadline
+                    .checked_sub(DEADLINE_MARGIN)
+                    .unwrap_or(deadline)
+                    .max(now)
+            })
+            .unwrap_or(now + DEFAULT_DEADLINE)
+    }
+
+    async fn write(
+        &self,
+        op: Op,
+        session: Option<tree::SessionCall>,
+    ) -> Result<(OpResult, u64), RegistryError> {
+        let Applied { zxid, outcome, .. } =
+            self.replica.propose(op, session, Self::deadline()).await?;
+        Ok((outcome?, zxid))
+    }
+
+    /// Waits until this member may answer a read, then reads the tree.
+    async fn read<T>(
+        &self,
+        request: &ReadRequest,
+        read: impl FnOnce(&Tree) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        path::validate(&request.path)?;
+        let deadline = Self::deadline();
+        if !request.stale {
+            self.replica.read_index(deadline).await?;
+        }
+        if *self.replica.shared().applied.borrow() < request.min_zxid {
+            self.replica
+                .wait_applied(request.min_zxid, deadline)
+                .await?;
+        }
+        let tree = self
+            .replica
+            .shared()
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        read(&tree)
+    }
+}
+
+fn unexpected(result: OpResult) -> RegistryError {
+    RegistryError::BadRequest(format!("unexpected result {result:?}"))
+}
+
+fn check_data(path: &str, data: &[u8]) -> Result<(), RegistryError> {
+    if data.len() > tree::MAX_DATA_LEN {
+        return Err(RegistryError::TooLarge {
+            path: path.to_owned(),
+            size: data.len(),
+            max: tree::MAX_DATA_LEN,
+        });
+    }
+    Ok(())
+}
+
+#[rmif_core::async_trait]
+impl Registry for RegistryService {
+    async fn create(&self, request: CreateRequest) -> Result<Created, RegistryError> {
+        path::validate(&request.path)?;
+        check_data(&request.path, &request.data)?;
+        let op = Op::Create {
+            path: request.path,
+            data: request.data,
+            ephemeral: request.ephemeral,
+            sequential: request.sequential,
+        };
+        match self.write(op, request.session).await? {
+            (OpResult::Created { path, stat }, zxid) => Ok(Created { path, stat, zxid }),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    async fn set(&self, request: SetRequest) -> Result<Written, RegistryError> {
+        path::validate(&request.path)?;
+        check_data(&request.path, &request.data)?;
+        let op = Op::Set {
+            path: request.path,
+            data: request.data,
+            version: request.version,
+        };
+        match self.write(op, request.session).await? {
+            (OpResult::Set { stat }, zxid) => Ok(Written {
+                stat: Some(stat),
+                zxid,
+            }),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete(&self, request: DeleteRequest) -> Result<Written, RegistryError> {
+        path::validate(&request.path)?;
+        let op = Op::Delete {
+            path: request.path,
+            version: request.version,
+        };
+        match self.write(op, request.session).await? {
+            (OpResult::Deleted, zxid) => Ok(Written { stat: None, zxid }),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    async fn multi(&self, request: MultiRequest) -> Result<MultiResponse, RegistryError> {
+        if request.ops.len() > tree::MAX_MULTI_OPS {
+            return Err(RegistryError::BadRequest(format!(
+                "a multi holds at most {} operations, not {}",
+                tree::MAX_MULTI_OPS,
+                request.ops.len()
+            )));
+        }
+        match self.write(Op::Multi(request.ops), request.session).await? {
+            (OpResult::Multi(results), zxid) => Ok(MultiResponse { results, zxid }),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    async fn get(&self, request: ReadRequest) -> Result<NodeData, RegistryError> {
+        self.read(&request, |tree| {
+            let (data, stat) = tree.get(&request.path)?;
+            Ok(NodeData {
+                data,
+                stat,
+                zxid: tree.last_zxid(),
+            })
+        })
+        .await
+    }
+
+    async fn children(&self, request: ReadRequest) -> Result<ChildList, RegistryError> {
+        self.read(&request, |tree| {
+            let (children, stat) = tree.children(&request.path)?;
+            Ok(ChildList {
+                children,
+                stat,
+                zxid: tree.last_zxid(),
+            })
+        })
+        .await
+    }
+
+    async fn stat(&self, request: ReadRequest) -> Result<NodeStat, RegistryError> {
+        self.read(&request, |tree| {
+            Ok(NodeStat {
+                stat: tree.stat(&request.path)?,
+                zxid: tree.last_zxid(),
+            })
+        })
+        .await
+    }
+
+    async fn sync(&self) -> Result<Synced, RegistryError> {
+        let zxid = self.replica.read_index(Self::deadline()).await?;
+        Ok(Synced { zxid })
+    }
+
+    async fn member_status(&self) -> Result<MemberStatus, RegistryError> {
+        let shared = self.replica.shared();
+        let raft = shared
+            .status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (nodes, sessions, digest) = {
+            let tree = shared.tree.read().unwrap_or_else(|p| p.into_inner());
+            (
+                tree.node_count() as u64,
+                tree.sessions().count() as u64,
+                tree.digest(),
+            )
+        };
+        let identity = &self.identity;
+        let peer_addr = identity
+            .members
+            .iter()
+            .find(|(id, _)| *id == identity.id)
+            .map(|(_, addr)| addr.clone())
+            .unwrap_or_default();
+        Ok(MemberStatus {
+            id: identity.id,
+            client_addr: identity.client_addr.clone(),
+            peer_addr,
+            role: raft.role,
+            term: raft.term,
+            leader: raft.leader,
+            commit: raft.commit,
+            applied: raft.applied,
+            snapshot: raft.snapshot,
+            nodes,
+            sessions,
+            digest,
+            members: identity.members.clone(),
+        })
+    }
+}

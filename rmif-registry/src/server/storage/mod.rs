@@ -1,0 +1,76 @@
+//! Where the Raft log lives: a durable [`LogStore`] on disk (redb by default, replaceable), and
+//! the in-memory [`RaftLog`] mirror that raft-rs reads through its `Storage` trait.
+
+mod raft_log;
+mod redb_store;
+
+pub use raft_log::RaftLog;
+pub use redb_store::RedbStore;
+
+use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+
+/// A storage failure. The member cannot continue safely after one: it stops rather than
+/// acknowledge anything it could not make durable.
+#[derive(Debug, thiserror::Error)]
+#[error("storage failure: {0}")]
+pub struct StorageError(pub String);
+
+/// What a member finds on disk when it starts.
+#[derive(Debug, Default, Clone)]
+pub struct Recovered {
+    /// Term, vote and commit index.
+    pub hard_state: HardState,
+    /// Voters at bootstrap (later configurations travel in snapshots and entries).
+    pub conf_state: Option<ConfState>,
+    /// The latest snapshot, with its data.
+    pub snapshot: Option<Snapshot>,
+    /// Log entries after the snapshot, in index order.
+    pub entries: Vec<Entry>,
+}
+
+impl Recovered {
+    /// True for a member that never stored anything (a new cluster member).
+    pub fn is_empty(&self) -> bool {
+        self.conf_state.is_none() && self.snapshot.is_none() && self.entries.is_empty()
+    }
+}
+
+/// One atomic, durable write: everything in it is on disk when [`LogStore::persist`] returns,
+/// or none of it is.
+#[derive(Debug, Default)]
+pub struct Persist<'a> {
+    /// A snapshot received from the leader: replaces the previous snapshot and the whole log.
+    pub snapshot: Option<&'a Snapshot>,
+    /// Entries to append; any stored entry at or after the first one's index is replaced.
+    pub entries: &'a [Entry],
+    /// The hard state to store.
+    pub hard_state: Option<&'a HardState>,
+    /// The configuration to store (at bootstrap).
+    pub conf_state: Option<&'a ConfState>,
+}
+
+impl Persist<'_> {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none()
+            && self.entries.is_empty()
+            && self.hard_state.is_none()
+            && self.conf_state.is_none()
+    }
+}
+
+/// The durable home of a member's Raft state.
+///
+/// The default is [`RedbStore`]; another engine (raft-engine, a WAL of one's own) fits behind the
+/// same three calls.
+pub trait LogStore: Send + 'static {
+    /// Reads everything back after a restart.
+    fn recover(&self) -> Result<Recovered, StorageError>;
+
+    /// Writes `batch` atomically and durably (fsync) before returning.
+    fn persist(&mut self, batch: Persist<'_>) -> Result<(), StorageError>;
+
+    /// Stores a snapshot made by this member and drops the entries it covers; later entries
+    /// stay.
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
+}

@@ -1,0 +1,242 @@
+//! [`LogStore`] on redb: entries, hard state, configuration and snapshot in one database file,
+//! each persist one ACID transaction committed with fsync.
+
+use std::path::Path;
+
+use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{LogStore, Persist, Recovered, StorageError};
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+
+const HARD_STATE: &str = "hard_state";
+const CONF_STATE: &str = "conf_state";
+const SNAPSHOT: &str = "snapshot";
+
+fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> StorageError + '_ {
+    move |error| StorageError(format!("{what}: {error}"))
+}
+
+/// A redb database holding one member's Raft state.
+pub struct RedbStore {
+    db: Database,
+    /// Test-only: commit without fsync, to show that the torture suite catches it.
+    durability: Durability,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let db = Database::create(path)
+            .map_err(|e| StorageError(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(|e| failed("begin")(&e))?;
+        txn.open_table(LOG)
+            .map_err(|e| failed("create log table")(&e))?;
+        txn.open_table(META)
+            .map_err(|e| failed("create meta table")(&e))?;
+        txn.commit().map_err(|e| failed("commit")(&e))?;
+        Ok(RedbStore {
+            db,
+            durability: Durability::Immediate,
+        })
+    }
+
+    /// Makes commits skip fsync. Only for demonstrating what the fault tests catch.
+    #[doc(hidden)]
+    pub fn without_fsync(mut self) -> Self {
+        self.durability = Durability::None;
+        self
+    }
+}
+
+fn decode<M: protobuf::Message>(bytes: &[u8], what: &str) -> Result<M, StorageError> {
+    M::parse_from_bytes(bytes).map_err(|e| StorageError(format!("corrupt {what}: {e}")))
+}
+
+fn encode(message: &impl protobuf::Message, what: &str) -> Result<Vec<u8>, StorageError> {
+    message
+        .write_to_bytes()
+        .map_err(|e| StorageError(format!("cannot encode {what}: {e}")))
+}
+
+impl LogStore for RedbStore {
+    fn recover(&self) -> Result<Recovered, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| failed("begin read")(&e))?;
+        let meta = txn.open_table(META).map_err(|e| failed("open meta")(&e))?;
+        let log = txn.open_table(LOG).map_err(|e| failed("open log")(&e))?;
+        let mut recovered = Recovered::default();
+        if let Some(bytes) = meta
+            .get(HARD_STATE)
+            .map_err(|e| failed("read hard state")(&e))?
+        {
+            recovered.hard_state = decode::<HardState>(bytes.value(), "hard state")?;
+        }
+        if let Some(bytes) = meta
+            .get(CONF_STATE)
+            .map_err(|e| failed("read conf state")(&e))?
+        {
+            recovered.conf_state = Some(decode::<ConfState>(bytes.value(), "conf state")?);
+        }
+        if let Some(bytes) = meta
+            .get(SNAPSHOT)
+            .map_err(|e| failed("read snapshot")(&e))?
+        {
+            recovered.snapshot = Some(decode::<Snapshot>(bytes.value(), "snapshot")?);
+        }
+        for row in log.iter().map_err(|e| failed("scan log")(&e))? {
+            let (_, value) = row.map_err(|e| failed("read log")(&e))?;
+            recovered
+                .entries
+                .push(decode::<Entry>(value.value(), "log entry")?);
+        }
+        Ok(recovered)
+    }
+
+    fn persist(&mut self, batch: Persist<'_>) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(|e| failed("begin")(&e))?;
+        txn.set_durability(self.durability)
+            .map_err(|e| failed("set durability")(&e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| failed("open meta")(&e))?;
+            let mut log = txn.open_table(LOG).map_err(|e| failed("open log")(&e))?;
+            if let Some(snapshot) = batch.snapshot {
+                meta.insert(SNAPSHOT, encode(snapshot, "snapshot")?.as_slice())
+                    .map_err(|e| failed("write snapshot")(&e))?;
+                // The snapshot replaces whatever log this member had.
+                log.retain(|_, _| false)
+                    .map_err(|e| failed("clear log")(&e))?;
+            }
+            if let Some(first) = batch.entries.first() {
+                log.retain_in(first.index.., |_, _| false)
+                    .map_err(|e| failed("truncate log")(&e))?;
+                for entry in batch.entries {
+                    log.insert(entry.index, encode(entry, "log entry")?.as_slice())
+                        .map_err(|e| failed("append")(&e))?;
+                }
+            }
+            if let Some(hard_state) = batch.hard_state {
+                meta.insert(HARD_STATE, encode(hard_state, "hard state")?.as_slice())
+                    .map_err(|e| failed("write hard state")(&e))?;
+            }
+            if let Some(conf_state) = batch.conf_state {
+                meta.insert(CONF_STATE, encode(conf_state, "conf state")?.as_slice())
+                    .map_err(|e| failed("write conf state")(&e))?;
+            }
+        }
+        txn.commit().map_err(|e| failed("commit")(&e))
+    }
+
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let through = snapshot.get_metadata().index;
+        let mut txn = self.db.begin_write().map_err(|e| failed("begin")(&e))?;
+        txn.set_durability(self.durability)
+            .map_err(|e| failed("set durability")(&e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| failed("open meta")(&e))?;
+            meta.insert(SNAPSHOT, encode(snapshot, "snapshot")?.as_slice())
+                .map_err(|e| failed("write snapshot")(&e))?;
+            let mut log = txn.open_table(LOG).map_err(|e| failed("open log")(&e))?;
+            log.retain_in(..=through, |_, _| false)
+                .map_err(|e| failed("compact")(&e))?;
+        }
+        txn.commit().map_err(|e| failed("commit")(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: bytes::Bytes::from(format!("e{index}")),
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn survives_reopening_with_truncation_and_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        {
+            let mut store = RedbStore::open(&path).unwrap();
+            assert!(store.recover().unwrap().is_empty());
+            let conf = ConfState {
+                voters: vec![1, 2, 3],
+                ..ConfState::default()
+            };
+            let hs = HardState {
+                term: 2,
+                vote: 1,
+                commit: 3,
+                ..HardState::default()
+            };
+            store
+                .persist(Persist {
+                    entries: &[entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)],
+                    hard_state: Some(&hs),
+                    conf_state: Some(&conf),
+                    ..Persist::default()
+                })
+                .unwrap();
+            // A new leader overwrites the uncommitted tail.
+            store
+                .persist(Persist {
+                    entries: &[entry(4, 2), entry(5, 2)],
+                    ..Persist::default()
+                })
+                .unwrap();
+            let mut snapshot = Snapshot::default();
+            snapshot.mut_metadata().index = 2;
+            snapshot.mut_metadata().term = 1;
+            store.save_snapshot(&snapshot).unwrap();
+        }
+        let store = RedbStore::open(&path).unwrap();
+        let recovered = store.recover().unwrap();
+        assert_eq!(recovered.snapshot.unwrap().get_metadata().index, 2);
+        assert_eq!(recovered.hard_state.term, 2);
+        assert_eq!(recovered.conf_state.unwrap().voters, vec![1, 2, 3]);
+        let indexes: Vec<(u64, u64)> = recovered
+            .entries
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect();
+        assert_eq!(indexes, vec![(3, 1), (4, 2), (5, 2)]);
+    }
+
+    #[test]
+    fn a_received_snapshot_replaces_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RedbStore::open(&dir.path().join("raft.redb")).unwrap();
+        store
+            .persist(Persist {
+                entries: &[entry(1, 1), entry(2, 1)],
+                ..Persist::default()
+            })
+            .unwrap();
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = 10;
+        snapshot.mut_metadata().term = 3;
+        snapshot.data = bytes::Bytes::from_static(b"state");
+        store
+            .persist(Persist {
+                snapshot: Some(&snapshot),
+                ..Persist::default()
+            })
+            .unwrap();
+        let recovered = store.recover().unwrap();
+        assert!(recovered.entries.is_empty());
+        let back = recovered.snapshot.unwrap();
+        assert_eq!(
+            (back.get_metadata().index, &back.data[..]),
+            (10, &b"state"[..])
+        );
+    }
+}

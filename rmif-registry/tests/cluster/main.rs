@@ -1,0 +1,5 @@
+//! Multi-process tests of the registry: members are real processes, killed with SIGKILL.
+
+mod errors;
+mod replication;
+mod support;

@@ -1,0 +1,224 @@
+//! Replication under failures: leader kills, full restarts, catching up from a snapshot.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rmif_registry::{Consistency, CreateMode};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::support::{Cluster, Settings};
+
+/// Checks that every path in `acked` exists, reading from member `id` alone.
+async fn assert_all_present(cluster: &Cluster, id: u64, acked: &[String]) {
+    let client = cluster.client_of(id);
+    for path in acked {
+        let found = client.get(path, Consistency::Stale).await;
+        assert!(
+            found.is_ok(),
+            "acknowledged write {path} missing on member {id}: {found:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3, Settings::default()).await;
+    let client = cluster.client();
+    client
+        .create("/load", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<(Instant, String)>::new()));
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let client = cluster.client();
+        client
+            .create(&format!("/load/w{w}"), b"", CreateMode::PERSISTENT)
+            .await
+            .unwrap();
+        let stop = stop.clone();
+        let acked = acked.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let path = format!("/load/w{w}/n{n:06}");
+                n += 1;
+                if client
+                    .create(&path, b"v", CreateMode::PERSISTENT)
+                    .await
+                    .is_ok()
+                {
+                    acked.lock().await.push((Instant::now(), path));
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    assert!(
+        !acked.lock().await.is_empty(),
+        "writes were acknowledged before the kill"
+    );
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+
+    // A new leader accepts writes within a few seconds.
+    let deadline = killed_at + Duration::from_secs(5);
+    loop {
+        let resumed = acked.lock().await.iter().any(|(at, _)| *at > killed_at);
+        if resumed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write acknowledged within 5 s of killing the leader: {}",
+            cluster.describe().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    assert_ne!(new_leader, leader);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    cluster.spawn(leader);
+    cluster.wait_converged(Duration::from_secs(20)).await;
+    let acked: Vec<String> = acked.lock().await.iter().map(|(_, p)| p.clone()).collect();
+    for id in 1..=3 {
+        assert_all_present(&cluster, id, &acked).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_every_member_keeps_the_tree() {
+    let mut cluster = Cluster::start(3, Settings::default()).await;
+    let client = cluster.client();
+    let mut acked = Vec::new();
+    client
+        .create("/keep", b"root", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    for i in 0..50 {
+        let created = client
+            .create(
+                "/keep/s-",
+                format!("{i}").as_bytes(),
+                CreateMode::SEQUENTIAL,
+            )
+            .await
+            .unwrap();
+        acked.push(created.path);
+    }
+    client.set("/keep", b"changed", Some(0)).await.unwrap();
+    let before = cluster.wait_converged(Duration::from_secs(10)).await;
+
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    cluster.wait_for_leader(Duration::from_secs(20)).await;
+    let after = cluster.wait_converged(Duration::from_secs(20)).await;
+    assert_eq!(
+        after[0].digest, before[0].digest,
+        "the tree after the restart is the tree before it"
+    );
+    let client = cluster.client();
+    assert_eq!(
+        client
+            .get("/keep", Consistency::Linearizable)
+            .await
+            .unwrap()
+            .data,
+        b"changed"
+    );
+    for id in 1..=3 {
+        assert_all_present(&cluster, id, &acked).await;
+    }
+    // And it keeps accepting writes with sequence numbers that continue.
+    let next = client
+        .create("/keep/s-", b"", CreateMode::SEQUENTIAL)
+        .await
+        .unwrap();
+    assert_eq!(next.path, "/keep/s-0000000050");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_down_during_compaction_rejoins_through_a_snapshot() {
+    let settings = Settings {
+        snapshot_entries: 50,
+        ..Settings::default()
+    };
+    let mut cluster = Cluster::start(3, settings).await;
+    let client = cluster.client();
+    client
+        .create("/snap", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let behind = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.kill(behind);
+
+    let mut acked = Vec::new();
+    for i in 0..300 {
+        let path = format!("/snap/k{i:04}");
+        client
+            .create(&path, b"x", CreateMode::PERSISTENT)
+            .await
+            .unwrap();
+        acked.push(path);
+    }
+    let leader_status = cluster.status(leader).await.unwrap();
+    assert!(
+        leader_status.snapshot > 250,
+        "the leader compacted its log: {leader_status:?}"
+    );
+
+    cluster.spawn(behind);
+    let statuses = cluster.wait_converged(Duration::from_secs(20)).await;
+    let rejoined = statuses.iter().find(|s| s.id == behind).unwrap();
+    assert!(
+        rejoined.snapshot > 250,
+        "member {behind} caught up through a snapshot (its snapshot index is {})",
+        rejoined.snapshot
+    );
+    assert_all_present(&cluster, behind, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_member_without_losing_acknowledged_writes() {
+    let mut cluster = Cluster::start(3, Settings::default()).await;
+    let client = cluster.client();
+    let mut acked = Vec::new();
+    for i in 0..30 {
+        let path = format!("/t{i}");
+        client
+            .create(&path, b"", CreateMode::PERSISTENT)
+            .await
+            .unwrap();
+        acked.push(path);
+    }
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    cluster.terminate(leader);
+    // The stopping leader handed leadership over; the others agree on the new one at once.
+    let successor = cluster.wait_for_leader(Duration::from_secs(2)).await;
+    assert_ne!(successor, leader);
+    client
+        .create("/after", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    acked.push("/after".to_owned());
+    cluster.spawn(leader);
+    cluster.wait_converged(Duration::from_secs(20)).await;
+    for id in 1..=3 {
+        assert_all_present(&cluster, id, &acked).await;
+    }
+}

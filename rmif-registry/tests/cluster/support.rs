@@ -1,0 +1,320 @@
+//! Runs registry members as real processes (the `rmif-registry` binary) on loopback, so that
+//! tests can SIGKILL, SIGSTOP and restart them.
+
+// Shared by every test module; not each one uses every helper.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rmif_registry::api::MemberStatus;
+use rmif_registry::{ClientOptions, RegistryClient, RegistryError};
+use tokio::time::Instant;
+
+/// A free loopback port (bound and released; the member binds it again moments later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Raft timing and snapshot settings for a test cluster.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tick_ms: u64,
+    pub election_ticks: u64,
+    pub snapshot_entries: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        // Generous timing: several clusters may share two cores during a test run.
+        Settings {
+            tick_ms: 50,
+            election_ticks: 10,
+            snapshot_entries: 10_000,
+        }
+    }
+}
+
+pub struct Member {
+    pub id: u64,
+    pub client_addr: SocketAddr,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A cluster of member processes in a temporary directory.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    _dir: tempfile::TempDir,
+}
+
+fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a pid this test spawned; no memory is involved.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+impl Cluster {
+    /// Starts `size` members and waits until one of them leads.
+    pub async fn start(size: u64, settings: Settings) -> Cluster {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let peers: BTreeMap<u64, u16> = (1..=size).map(|id| (id, free_port())).collect();
+        let peer_list = peers
+            .iter()
+            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = (1..=size)
+            .map(|id| {
+                let client_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+                let data_dir = dir.path().join(format!("member-{id}"));
+                let config = dir.path().join(format!("member-{id}.properties"));
+                fs::write(
+                    &config,
+                    format!(
+                        "node_id={id}\npeers={peer_list}\nclient_addr={client_addr}\ndata_dir={}\n\
+                         raft_tick_ms={}\nelection_ticks={}\nheartbeat_ticks=2\nsnapshot_entries={}\n",
+                        data_dir.display(),
+                        settings.tick_ms,
+                        settings.election_ticks,
+                        settings.snapshot_entries
+                    ),
+                )
+                .expect("write member configuration");
+                Member {
+                    id,
+                    client_addr,
+                    config,
+                    data_dir,
+                    log: dir.path().join(format!("member-{id}.log")),
+                    child: None,
+                }
+            })
+            .collect();
+        let mut cluster = Cluster { members, _dir: dir };
+        for id in 1..=size {
+            cluster.spawn(id);
+        }
+        cluster.wait_for_leader(Duration::from_secs(20)).await;
+        cluster
+    }
+
+    fn member(&self, id: u64) -> &Member {
+        &self.members[(id - 1) as usize]
+    }
+
+    fn member_mut(&mut self, id: u64) -> &mut Member {
+        &mut self.members[(id - 1) as usize]
+    }
+
+    /// Starts (or restarts) member `id`'s process.
+    pub fn spawn(&mut self, id: u64) {
+        let member = self.member_mut(id);
+        assert!(member.child.is_none(), "member {id} is already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .expect("member log");
+        let child = Command::new(env!("CARGO_BIN_EXE_rmif-registry"))
+            .arg(&member.config)
+            .env("RMIF_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn rmif-registry");
+        member.child = Some(child);
+    }
+
+    /// SIGKILL: the process dies at once, without flushing anything.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.member_mut(id).child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the process to exit on its own.
+    pub fn terminate(&mut self, id: u64) {
+        if let Some(mut child) = self.member_mut(id).child.take() {
+            send_signal(child.id(), libc::SIGTERM);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("member {id} did not exit within 10 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGSTOP: the process is paused, not dead.
+    pub fn pause(&self, id: u64) {
+        if let Some(pid) = self.member(id).pid() {
+            send_signal(pid, libc::SIGSTOP);
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self, id: u64) {
+        if let Some(pid) = self.member(id).pid() {
+            send_signal(pid, libc::SIGCONT);
+        }
+    }
+
+    /// Deletes member `id`'s data directory (it must be stopped).
+    pub fn wipe(&self, id: u64) {
+        let member = self.member(id);
+        assert!(member.child.is_none(), "wipe a stopped member only");
+        let _ = fs::remove_dir_all(&member.data_dir);
+    }
+
+    /// Every member's client address.
+    pub fn servers(&self) -> Vec<SocketAddr> {
+        self.members.iter().map(|m| m.client_addr).collect()
+    }
+
+    /// A client that may use every member.
+    pub fn client(&self) -> RegistryClient {
+        RegistryClient::new(&self.servers(), ClientOptions::default())
+    }
+
+    /// A client that talks to member `id` only.
+    pub fn client_of(&self, id: u64) -> RegistryClient {
+        let options = ClientOptions {
+            timeout: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_millis(500),
+        };
+        RegistryClient::new(&[self.member(id).client_addr], options)
+    }
+
+    /// Member `id`'s status, if it answers.
+    pub async fn status(&self, id: u64) -> Result<MemberStatus, RegistryError> {
+        let client = self.client_of(id);
+        client.member_status(self.member(id).client_addr).await
+    }
+
+    /// The member that every running member agrees leads, waiting up to `limit`.
+    pub async fn wait_for_leader(&self, limit: Duration) -> u64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut leaders = Vec::new();
+            let mut running = 0;
+            for member in self.members.iter().filter(|m| m.is_running()) {
+                running += 1;
+                if let Ok(status) = self.status(member.id).await {
+                    if status.leader != 0 {
+                        leaders.push((
+                            status.leader,
+                            status.role == "leader" && status.id == status.leader,
+                        ));
+                    }
+                }
+            }
+            if leaders.len() == running
+                && leaders.windows(2).all(|w| w[0].0 == w[1].0)
+                && leaders.iter().any(|(_, is_leader)| *is_leader)
+            {
+                return leaders[0].0;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader within {limit:?}; statuses: {}",
+                self.describe().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every running member has applied the same index and holds the same state.
+    pub async fn wait_converged(&self, limit: Duration) -> Vec<MemberStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut statuses = Vec::new();
+            for member in self.members.iter().filter(|m| m.is_running()) {
+                if let Ok(status) = self.status(member.id).await {
+                    statuses.push(status);
+                }
+            }
+            let running = self.members.iter().filter(|m| m.is_running()).count();
+            if statuses.len() == running
+                && statuses
+                    .windows(2)
+                    .all(|w| w[0].applied == w[1].applied && w[0].digest == w[1].digest)
+            {
+                return statuses;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members did not converge within {limit:?}: {}",
+                self.describe().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One line per member, for failure messages.
+    pub async fn describe(&self) -> String {
+        let mut lines = Vec::new();
+        for member in &self.members {
+            let state = if !member.is_running() {
+                "stopped".to_owned()
+            } else {
+                match self.status(member.id).await {
+                    Ok(s) => format!(
+                        "{} term {} leader {} commit {} applied {} digest {:x}",
+                        s.role, s.term, s.leader, s.commit, s.applied, s.digest
+                    ),
+                    Err(error) => format!("no answer: {error}"),
+                }
+            };
+            lines.push(format!(
+                "member {} ({}): {state}",
+                member.id,
+                member.log.display()
+            ));
+        }
+        lines.join("; ")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                if let Some(pid) = Some(child.id()) {
+                    send_signal(pid, libc::SIGCONT);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
