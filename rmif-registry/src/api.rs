@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use rmif_core::Streaming;
+
 use crate::error::RegistryError;
-use crate::tree::{Op, OpResult, SessionCall, Stat};
+use crate::tree::{ChangeKind, Op, OpResult, SessionCall, Stat};
 
 /// Create a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +169,124 @@ pub struct MemberStatus {
     pub members: Vec<(u64, String)>,
 }
 
+/// Open a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenSessionRequest {
+    /// Requested timeout; the member clamps it to its configured bounds.
+    pub timeout_ms: u64,
+}
+
+/// Move a session to the calling connection (after a failover or a reconnect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachSessionRequest {
+    /// The session.
+    pub session: u64,
+    /// Its secret, from [`SessionGrant`].
+    pub secret: u64,
+}
+
+/// A session held by the calling connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionGrant {
+    /// Its id.
+    pub session: u64,
+    /// What resuming it on another connection requires; keep it private.
+    pub secret: u64,
+    /// The granted timeout.
+    pub timeout_ms: u64,
+    /// The zxid of the grant.
+    pub zxid: u64,
+}
+
+/// A heartbeat, or a session's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRequest {
+    /// The session.
+    pub session: u64,
+    /// For `close_session`: the request number (retries are applied once).
+    pub request_id: u64,
+}
+
+/// A heartbeat's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepAliveAck {
+    /// The member's applied zxid.
+    pub zxid: u64,
+}
+
+/// What a watch follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WatchMode {
+    /// One-shot: the next change of the node's data (or its creation or deletion).
+    Data,
+    /// One-shot: the next change of the node's children (or its deletion).
+    Children,
+    /// Every change of the node and its children list, until cancelled.
+    Persistent,
+    /// Every change anywhere under the node (the node included), until cancelled.
+    Recursive,
+}
+
+impl WatchMode {
+    /// One-shot modes end after their first change.
+    pub fn is_one_shot(self) -> bool {
+        matches!(self, WatchMode::Data | WatchMode::Children)
+    }
+}
+
+/// Start watching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRequest {
+    /// The node.
+    pub path: String,
+    /// What to follow.
+    pub mode: WatchMode,
+    /// Deliver changes after this zxid (to resume without a gap); `None`: from now.
+    pub since_zxid: Option<u64>,
+}
+
+/// One change in a watch message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// To which node.
+    pub path: String,
+}
+
+/// A node's full state, in a resync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSnapshot {
+    /// Its path.
+    pub path: String,
+    /// Its stat.
+    pub stat: Stat,
+    /// Its data.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// One message of a watch stream. The first message of every stream has no events and no
+/// resync: it says the watch is armed, at `zxid`. After it, every message carries the matching
+/// changes of one zxid, in zxid order and without gaps, or a resync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchMessage {
+    /// The zxid of the changes (or of the resynchronized state).
+    pub zxid: u64,
+    /// The matching changes made by entry `zxid`.
+    pub events: Vec<WatchEvent>,
+    /// Present when the changes since the requested zxid are no longer known: the current
+    /// state of the watched nodes, which replaces whatever the watcher knew.
+    pub resync: Option<Vec<NodeSnapshot>>,
+}
+
+impl WatchMessage {
+    /// True for the first message of a stream (the watch is armed).
+    pub fn is_armed(&self) -> bool {
+        self.events.is_empty() && self.resync.is_none()
+    }
+}
+
 /// The registry's client-facing service.
 #[rmif_core::service(name = "rmif.Registry")]
 pub trait Registry {
@@ -201,4 +321,30 @@ pub trait Registry {
     /// This member's role, progress and membership.
     #[rmif(idempotent, timeout_ms = 2000)]
     async fn member_status(&self) -> Result<MemberStatus, RegistryError>;
+
+    /// Opens a session held by the calling connection.
+    async fn open_session(
+        &self,
+        request: OpenSessionRequest,
+    ) -> Result<SessionGrant, RegistryError>;
+
+    /// Moves a session to the calling connection.
+    async fn attach_session(
+        &self,
+        request: AttachSessionRequest,
+    ) -> Result<SessionGrant, RegistryError>;
+
+    /// A heartbeat. Fails if the session is gone, held by another connection, or this member
+    /// has lost its leader (the client should then try another member).
+    #[rmif(idempotent, timeout_ms = 2000)]
+    async fn keep_alive(&self, request: SessionRequest) -> Result<KeepAliveAck, RegistryError>;
+
+    /// Ends a session and deletes its ephemeral nodes.
+    async fn close_session(&self, request: SessionRequest) -> Result<Written, RegistryError>;
+
+    /// Follows changes of a node (see [`WatchMessage`] for what the stream carries).
+    async fn watch(
+        &self,
+        request: WatchRequest,
+    ) -> Result<Streaming<WatchMessage, RegistryError>, RegistryError>;
 }

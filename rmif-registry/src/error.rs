@@ -89,6 +89,13 @@ pub enum RegistryError {
     /// session, with the same request number, is safe.
     #[error("outcome unknown: {0}")]
     Indeterminate(String),
+    /// A watcher fell too far behind the changes and was cut off; it may resume from the last
+    /// zxid it processed.
+    #[error("watcher fell behind and was cut off; resume after zxid {last_zxid}")]
+    WatchOverrun {
+        /// The last zxid delivered to the watcher.
+        last_zxid: u64,
+    },
     /// The request is malformed or outside a limit (too many operations in one multi, …).
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -101,7 +108,9 @@ impl RegistryError {
     /// True when the same request may succeed if sent again (to this or another member).
     pub fn is_retryable(&self) -> bool {
         match self {
-            RegistryError::NoQuorum(_) | RegistryError::Indeterminate(_) => true,
+            RegistryError::NoQuorum(_)
+            | RegistryError::Indeterminate(_)
+            | RegistryError::WatchOverrun { .. } => true,
             RegistryError::Rpc(error) => {
                 error.is_retryable()
                     || matches!(
@@ -111,6 +120,18 @@ impl RegistryError {
             }
             _ => false,
         }
+    }
+
+    /// True when a write may or may not have been applied: the registry said so, or the
+    /// connection broke or the call timed out after the request was sent.
+    pub fn is_indeterminate(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Indeterminate(_)
+                | RegistryError::Rpc(
+                    rmif_core::Error::ConnectionLost { .. } | rmif_core::Error::Timeout { .. }
+                )
+        )
     }
 
     /// True when the operation certainly was not performed, so that even a write outside a

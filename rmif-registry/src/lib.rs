@@ -12,5 +12,7 @@ pub mod error;
 pub mod server;
 pub mod tree;
 
-pub use client::{ClientOptions, Consistency, CreateMode, RegistryClient};
+pub use client::{
+    ClientOptions, Consistency, CreateMode, RegistryClient, Session, SessionState, Watcher,
+};
 pub use error::RegistryError;

@@ -1,9 +1,12 @@
 //! `rmif`: the registry's command-line client, in the spirit of zkCli and etcdctl.
 //!
 //! ```text
-//! rmif [--servers host:port,…] [--json] create [--ephemeral] [--sequential] PATH [DATA]
+//! rmif [--servers host:port,…] [--json] [--session-timeout MS] COMMAND
+//!
+//! rmif create [--ephemeral [--hold]] [--sequential] PATH [DATA]
 //! rmif get [--stale] PATH | set PATH DATA [--version V] | delete PATH [--version V]
 //! rmif ls PATH | stat PATH | sync | status
+//! rmif watch [--recursive] PATH
 //! ```
 //!
 //! Output is for people unless `--json`, which prints one JSON object per result. Errors go to
@@ -14,8 +17,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use rmif_registry::api::WatchMode;
 use rmif_registry::tree::Stat;
-use rmif_registry::{ClientOptions, Consistency, CreateMode, RegistryClient, RegistryError};
+use rmif_registry::{
+    ClientOptions, Consistency, CreateMode, RegistryClient, RegistryError, SessionState,
+};
 use serde_json::json;
 
 /// Command-line client of the rmif registry.
@@ -36,6 +42,9 @@ struct Cli {
     /// Give up on an operation after this many milliseconds (failovers included).
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout: u64,
+    /// Timeout of the session opened for ephemeral nodes, in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    session_timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,9 +53,13 @@ struct Cli {
 enum Command {
     /// Create a node.
     Create {
-        /// Delete the node when this command's session ends.
+        /// Delete the node when this command's session ends (at exit with --hold, else when the
+        /// session times out).
         #[arg(long)]
         ephemeral: bool,
+        /// Keep the session (and so the ephemeral node) alive until interrupted or killed.
+        #[arg(long, requires = "ephemeral")]
+        hold: bool,
         /// Append a 10-digit sequence number to the name.
         #[arg(long)]
         sequential: bool,
@@ -95,6 +108,14 @@ enum Command {
     Sync,
     /// Show every member: id, address, role, term, commit and applied index, reachability.
     Status,
+    /// Print every change of a node, one line each, until interrupted.
+    Watch {
+        /// Every change anywhere under the node, not just the node and its children list.
+        #[arg(long)]
+        recursive: bool,
+        /// Path of the node.
+        path: String,
+    },
 }
 
 fn resolve_servers(servers: &[String]) -> Result<Vec<SocketAddr>, String> {
@@ -139,6 +160,7 @@ async fn run(cli: Cli) -> Result<(), RegistryError> {
     match cli.command {
         Command::Create {
             ephemeral,
+            hold,
             sequential,
             path,
             data,
@@ -147,9 +169,20 @@ async fn run(cli: Cli) -> Result<(), RegistryError> {
                 ephemeral,
                 sequential,
             };
-            let created = client
-                .create(&path, data.unwrap_or_default().as_bytes(), mode)
-                .await?;
+            let data = data.unwrap_or_default();
+            let session = if ephemeral {
+                Some(
+                    client
+                        .open_session(Duration::from_millis(cli.session_timeout))
+                        .await?,
+                )
+            } else {
+                None
+            };
+            let created = match &session {
+                Some(session) => session.create(&path, data.as_bytes(), mode).await?,
+                None => client.create(&path, data.as_bytes(), mode).await?,
+            };
             if json {
                 println!(
                     "{}",
@@ -158,6 +191,26 @@ async fn run(cli: Cli) -> Result<(), RegistryError> {
             } else {
                 println!("created {}", created.path);
             }
+            if let Some(session) = session {
+                if hold {
+                    hold_session(session).await?;
+                } else {
+                    eprintln!(
+                        "rmif: {} lives until this command's session times out ({} ms); use --hold to keep it",
+                        created.path,
+                        session.timeout().as_millis()
+                    );
+                    drop(session);
+                }
+            }
+        }
+        Command::Watch { recursive, path } => {
+            let mode = if recursive {
+                WatchMode::Recursive
+            } else {
+                WatchMode::Persistent
+            };
+            watch(&client, &path, mode, json).await?;
         }
         Command::Get { stale, path } => {
             let consistency = if stale {
@@ -237,6 +290,97 @@ async fn run(cli: Cli) -> Result<(), RegistryError> {
         Command::Status => status(&client, json).await,
     }
     Ok(())
+}
+
+/// Keeps the session alive until Ctrl-C or SIGTERM (then closes it, deleting its ephemeral
+/// nodes) or until the registry expires it.
+async fn hold_session(session: rmif_registry::Session) -> Result<(), RegistryError> {
+    let mut states = session.states();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| RegistryError::BadRequest(format!("cannot handle SIGTERM: {e}")))?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            changed = states.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let state = *states.borrow_and_update();
+                eprintln!("rmif: session {:#x} is {state:?}", session.id());
+                if state == SessionState::Expired {
+                    return Err(RegistryError::SessionExpired { session: session.id() });
+                }
+            }
+        }
+    }
+    session.close().await
+}
+
+/// Prints every change under a watch until interrupted.
+async fn watch(
+    client: &RegistryClient,
+    path: &str,
+    mode: WatchMode,
+    json: bool,
+) -> Result<(), RegistryError> {
+    use std::io::Write;
+    let mut watcher = client.watch(path, mode).await?;
+    let mut stdout = std::io::stdout();
+    loop {
+        let message = tokio::select! {
+            message = watcher.next() => message,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(message) = message else {
+            return Ok(());
+        };
+        let message = message?;
+        if message.is_armed() {
+            eprintln!("rmif: watching {path} from zxid {}", message.zxid);
+            continue;
+        }
+        if let Some(nodes) = &message.resync {
+            if json {
+                let nodes: Vec<_> = nodes
+                    .iter()
+                    .map(|n| json!({"path": n.path, "data": data_json(&n.data), "stat": stat_json(&n.stat)}))
+                    .collect();
+                let _ = writeln!(
+                    stdout,
+                    "{}",
+                    json!({"type": "resync", "path": path, "zxid": message.zxid, "nodes": nodes})
+                );
+            } else {
+                let _ = writeln!(
+                    stdout,
+                    "{} resync {} ({} nodes)",
+                    message.zxid,
+                    path,
+                    nodes.len()
+                );
+            }
+        }
+        for event in &message.events {
+            let kind = match event.kind {
+                rmif_registry::tree::ChangeKind::Created => "created",
+                rmif_registry::tree::ChangeKind::Deleted => "deleted",
+                rmif_registry::tree::ChangeKind::DataChanged => "data_changed",
+                rmif_registry::tree::ChangeKind::ChildrenChanged => "children_changed",
+            };
+            if json {
+                let _ = writeln!(
+                    stdout,
+                    "{}",
+                    json!({"type": kind, "path": event.path, "zxid": message.zxid})
+                );
+            } else {
+                let _ = writeln!(stdout, "{} {kind} {}", message.zxid, event.path);
+            }
+        }
+        let _ = stdout.flush();
+    }
 }
 
 /// One row per member: those in `--servers` are asked directly; members they list but that

@@ -1,6 +1,12 @@
 //! The registry client: an async API over the [`Registry`] service that sticks to one member,
 //! fails over to the others, and never reads a state older than one it has already seen.
 
+mod session;
+mod watcher;
+
+pub use session::{Session, SessionState};
+pub use watcher::Watcher;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,7 +17,8 @@ use tokio::time::Instant;
 
 use crate::api::{
     ChildList, CreateRequest, Created, DeleteRequest, MemberStatus, MultiRequest, MultiResponse,
-    NodeData, NodeStat, ReadRequest, Registry, RegistryConsumer, SetRequest, Synced, Written,
+    NodeData, NodeStat, ReadRequest, Registry, RegistryConsumer, SetRequest, Synced, WatchMode,
+    Written,
 };
 use crate::error::RegistryError;
 use crate::tree::{Op, SessionCall};
@@ -358,6 +365,57 @@ impl RegistryClient {
                 RegistryError::BadRequest(format!("{addr} is not one of this client's servers"))
             })?;
         member.stub.member_status().await
+    }
+
+    /// Sends calls (and new sessions and watches) to the member at `addr` first.
+    pub fn prefer(&self, addr: SocketAddr) {
+        if let Some(index) = self.inner.members.iter().position(|m| m.addr == addr) {
+            self.inner.preferred.store(index, Ordering::Relaxed);
+        }
+    }
+
+    /// Number of members this client knows.
+    pub(crate) fn member_count(&self) -> usize {
+        self.inner.members.len()
+    }
+
+    /// The stub of member `index` (modulo the number of members).
+    pub(crate) fn stub(&self, index: usize) -> RegistryConsumer {
+        let members = &self.inner.members;
+        members[index % members.len()].stub.clone()
+    }
+
+    /// Address of member `index`.
+    pub(crate) fn addr(&self, index: usize) -> SocketAddr {
+        let members = &self.inner.members;
+        members[index % members.len()].addr
+    }
+
+    /// The member calls go to first.
+    pub(crate) fn preferred(&self) -> usize {
+        self.inner.preferred.load(Ordering::Relaxed)
+    }
+
+    /// Records that `zxid` was seen.
+    pub(crate) fn observe(&self, zxid: u64) {
+        self.saw(zxid);
+    }
+
+    /// The client's options.
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    /// Opens a session held by this client; its ephemeral nodes live as long as it does.
+    /// Heartbeats keep it alive in the background, moving to another member when needed.
+    pub async fn open_session(&self, timeout: Duration) -> Result<Session, RegistryError> {
+        Session::open(self.clone(), timeout).await
+    }
+
+    /// Follows changes of `path` (see [`WatchMode`]). The watcher resumes after failovers
+    /// without missing a change (or with an explicit resync).
+    pub async fn watch(&self, path: &str, mode: WatchMode) -> Result<Watcher, RegistryError> {
+        Watcher::start(self.clone(), path, mode).await
     }
 
     /// The client API addresses this client knows.

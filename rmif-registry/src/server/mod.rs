@@ -6,6 +6,7 @@ mod peer;
 mod replica;
 mod service;
 pub mod storage;
+mod watch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{REGISTRY_KEYS, RegistryConfig, parse_peers};
+pub use peer::PeerInbound;
 pub use replica::{Published, RaftStatus, Replica, ReplicaConfig, ReplicaShared};
 pub use service::{Identity, RegistryService};
 use storage::{LogStore, RedbStore, StorageError};
@@ -120,6 +122,8 @@ impl RegistryServer {
                 id: config.node_id,
                 client_addr: client_addr.to_string(),
                 members,
+                min_session_timeout: config.min_session_timeout,
+                max_session_timeout: config.max_session_timeout,
             },
         );
         let api_config = ProviderConfig {

@@ -1,8 +1,9 @@
-//! Raft messages between members: one outgoing connection per peer carrying length-prefixed
-//! protobuf messages, and a listener for the connections of the others.
+//! Traffic between members: one outgoing connection per peer carrying length-prefixed frames,
+//! and a listener for the connections of the others. A frame is a Raft message (protobuf) or a
+//! batch of session heartbeats a follower forwards to the leader.
 //!
-//! Raft tolerates lost messages, so a full outbox drops rather than blocks, and a broken
-//! connection is reported to raft-rs as "unreachable" so that it stops pipelining to that peer.
+//! Both tolerate loss, so a full outbox drops rather than blocks, and a broken connection is
+//! reported to raft-rs as "unreachable" so that it stops pipelining to that peer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +27,56 @@ const OUTBOX_CAPACITY: usize = 4096;
 /// Messages written per batch.
 const BATCH: usize = 256;
 
+/// Frame tag: a protobuf Raft message follows.
+const TAG_RAFT: u8 = 0;
+/// Frame tag: a count (u32) and that many session ids (u64) follow.
+const TAG_TOUCH: u8 = 1;
+
+/// Something a peer sent.
+#[derive(Debug)]
+pub enum PeerInbound {
+    /// A Raft message.
+    Raft(Message),
+    /// Sessions whose clients sent heartbeats to that peer.
+    Touch(Vec<u64>),
+}
+
+/// Something to send to a peer.
+enum Outgoing {
+    Raft(Message),
+    Touch(Vec<u64>),
+}
+
+impl Outgoing {
+    fn is_snapshot(&self) -> bool {
+        matches!(self, Outgoing::Raft(m) if m.get_msg_type() == MessageType::MsgSnapshot)
+    }
+
+    fn encode(&self) -> Option<Bytes> {
+        match self {
+            Outgoing::Raft(message) => {
+                let mut bytes = vec![TAG_RAFT];
+                match message.write_to_writer(&mut bytes) {
+                    Ok(()) => Some(Bytes::from(bytes)),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot encode a raft message");
+                        None
+                    }
+                }
+            }
+            Outgoing::Touch(sessions) => {
+                let mut bytes = BytesMut::with_capacity(5 + 8 * sessions.len());
+                bytes.put_u8(TAG_TOUCH);
+                bytes.put_u32(sessions.len() as u32);
+                for session in sessions {
+                    bytes.put_u64(*session);
+                }
+                Some(bytes.freeze())
+            }
+        }
+    }
+}
+
 /// What the transport tells the replica about deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerEvent {
@@ -37,7 +88,7 @@ pub enum PeerEvent {
 
 /// Outgoing side of the peer network.
 pub struct PeerNetwork {
-    outboxes: HashMap<u64, mpsc::Sender<Message>>,
+    outboxes: HashMap<u64, mpsc::Sender<Outgoing>>,
     events: mpsc::UnboundedSender<PeerEvent>,
 }
 
@@ -48,7 +99,7 @@ impl PeerNetwork {
         me: u64,
         listener: TcpListener,
         peers: &HashMap<u64, SocketAddr>,
-        inbound: mpsc::Sender<Message>,
+        inbound: mpsc::Sender<PeerInbound>,
         events: mpsc::UnboundedSender<PeerEvent>,
         shutdown: CancellationToken,
     ) -> Self {
@@ -74,16 +125,25 @@ impl PeerNetwork {
     pub fn send(&self, messages: Vec<Message>) {
         for message in messages {
             let to = message.to;
-            let Some(outbox) = self.outboxes.get(&to) else {
-                tracing::warn!(to, "message for an unknown member dropped");
-                continue;
-            };
-            let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
-            if outbox.try_send(message).is_err() {
-                let _ = self.events.send(PeerEvent::Unreachable(to));
-                if is_snapshot {
-                    let _ = self.events.send(PeerEvent::SnapshotSent(to, false));
-                }
+            self.enqueue(to, Outgoing::Raft(message));
+        }
+    }
+
+    /// Forwards heartbeats of `sessions` to member `to` (the leader).
+    pub fn send_touches(&self, to: u64, sessions: Vec<u64>) {
+        self.enqueue(to, Outgoing::Touch(sessions));
+    }
+
+    fn enqueue(&self, to: u64, outgoing: Outgoing) {
+        let Some(outbox) = self.outboxes.get(&to) else {
+            tracing::warn!(to, "message for an unknown member dropped");
+            return;
+        };
+        let is_snapshot = outgoing.is_snapshot();
+        if outbox.try_send(outgoing).is_err() {
+            let _ = self.events.send(PeerEvent::Unreachable(to));
+            if is_snapshot {
+                let _ = self.events.send(PeerEvent::SnapshotSent(to, false));
             }
         }
     }
@@ -93,7 +153,7 @@ async fn run_outbox(
     me: u64,
     to: u64,
     addr: SocketAddr,
-    mut outbox: mpsc::Receiver<Message>,
+    mut outbox: mpsc::Receiver<Outgoing>,
     events: mpsc::UnboundedSender<PeerEvent>,
     shutdown: CancellationToken,
 ) {
@@ -107,8 +167,8 @@ async fn run_outbox(
             Ok(Ok(stream)) => stream,
             _ => {
                 // Whatever waited for this peer is stale by the time it could be delivered.
-                while let Ok(message) = outbox.try_recv() {
-                    if message.get_msg_type() == MessageType::MsgSnapshot {
+                while let Ok(outgoing) = outbox.try_recv() {
+                    if outgoing.is_snapshot() {
                         let _ = events.send(PeerEvent::SnapshotSent(to, false));
                     }
                 }
@@ -149,18 +209,11 @@ async fn run_outbox(
                     Err(_) => break,
                 }
             }
-            let snapshots = batch
-                .iter()
-                .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
-                .count();
+            let snapshots = batch.iter().filter(|o| o.is_snapshot()).count();
             let mut failed = false;
-            for message in &batch {
-                let bytes = match message.write_to_bytes() {
-                    Ok(bytes) => Bytes::from(bytes),
-                    Err(error) => {
-                        tracing::error!(%error, "cannot encode a raft message");
-                        continue;
-                    }
+            for outgoing in &batch {
+                let Some(bytes) = outgoing.encode() else {
+                    continue;
                 };
                 if writer.feed(bytes).await.is_err() {
                     failed = true;
@@ -185,7 +238,7 @@ async fn run_outbox(
 async fn accept(
     listener: TcpListener,
     members: Vec<u64>,
-    inbound: mpsc::Sender<Message>,
+    inbound: mpsc::Sender<PeerInbound>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -216,7 +269,7 @@ async fn read_peer(
     stream: TcpStream,
     peer: SocketAddr,
     members: Vec<u64>,
-    inbound: mpsc::Sender<Message>,
+    inbound: mpsc::Sender<PeerInbound>,
     shutdown: CancellationToken,
 ) {
     let codec = LengthDelimitedCodec::builder()
@@ -253,20 +306,90 @@ async fn read_peer(
             }
             None => return,
         };
-        match Message::parse_from_bytes(&bytes) {
-            Ok(message) if message.from == from => {
-                if inbound.send(message).await.is_err() {
+        match decode(&bytes, from) {
+            Ok(received) => {
+                if inbound.send(received).await.is_err() {
                     return;
                 }
             }
-            Ok(message) => {
-                tracing::warn!(%peer, from, claimed = message.from, "peer message with a forged sender; connection closed");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%peer, from, %error, "undecodable raft message; connection closed");
+            Err(reason) => {
+                tracing::warn!(%peer, from, "{reason}; connection closed");
                 return;
             }
         }
+    }
+}
+
+fn decode(frame: &[u8], from: u64) -> Result<PeerInbound, String> {
+    let (&tag, body) = frame
+        .split_first()
+        .ok_or_else(|| "empty peer frame".to_owned())?;
+    match tag {
+        TAG_RAFT => {
+            let message = Message::parse_from_bytes(body)
+                .map_err(|e| format!("undecodable raft message: {e}"))?;
+            if message.from != from {
+                return Err(format!(
+                    "raft message claims to be from {} on member {from}'s connection",
+                    message.from
+                ));
+            }
+            Ok(PeerInbound::Raft(message))
+        }
+        TAG_TOUCH => {
+            let count = body
+                .get(..4)
+                .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+                .ok_or_else(|| "truncated heartbeat batch".to_owned())?;
+            let ids = &body[4..];
+            if ids.len() != count * 8 {
+                return Err(format!(
+                    "heartbeat batch announces {count} sessions but holds {} bytes",
+                    ids.len()
+                ));
+            }
+            Ok(PeerInbound::Touch(
+                ids.chunks_exact(8)
+                    .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+            ))
+        }
+        other => Err(format!("unknown peer frame tag {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_garbage_is_refused() {
+        let message = Message {
+            from: 2,
+            to: 1,
+            term: 9,
+            ..Message::default()
+        };
+        let bytes = Outgoing::Raft(message).encode().unwrap();
+        match decode(&bytes, 2).unwrap() {
+            PeerInbound::Raft(back) => assert_eq!((back.from, back.term), (2, 9)),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            decode(&bytes, 3)
+                .unwrap_err()
+                .contains("claims to be from 2")
+        );
+
+        let touches = Outgoing::Touch(vec![7, 8]).encode().unwrap();
+        assert!(matches!(decode(&touches, 2).unwrap(), PeerInbound::Touch(ids) if ids == [7, 8]));
+        assert!(decode(&touches[..touches.len() - 1], 2).is_err());
+        assert!(decode(&[], 2).is_err());
+        assert!(
+            decode(&[9, 1, 2], 2)
+                .unwrap_err()
+                .contains("unknown peer frame tag")
+        );
+        assert!(decode(&[TAG_RAFT, 0xff, 0xff, 0xff], 2).is_err());
     }
 }

@@ -5,7 +5,7 @@
 //! entries are appended in one durable write (group commit: one fsync serves many writes). A
 //! write is answered only once its entry is committed (durable on a majority) and applied here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,10 +15,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::peer::{PeerEvent, PeerNetwork};
+use super::peer::{PeerEvent, PeerInbound, PeerNetwork};
 use super::storage::{LogStore, Persist, RaftLog, StorageError};
 use crate::error::RegistryError;
-use crate::tree::{Applied, Change, Command, Op, Proposer, SessionCall, Tree};
+use crate::tree::{Applied, Change, Command, Op, OpResult, Proposer, SessionCall, Tree};
 
 /// Raft settings of one member.
 #[derive(Debug, Clone)]
@@ -71,6 +71,27 @@ pub enum Published {
     },
 }
 
+/// Changes kept for watchers that resume from a zxid (entries, not individual changes).
+const HISTORY_ENTRIES: usize = 100_000;
+
+/// Recent changes, for watchers resuming from a zxid.
+pub struct History {
+    entries: std::collections::VecDeque<(u64, Arc<Vec<Change>>)>,
+    /// Changes at or before this zxid are not all here (dropped, or replaced by a snapshot).
+    complete_after: u64,
+}
+
+/// What a new watcher starts from: the replayable changes after its zxid, or `None` if they
+/// are no longer all known (the watcher must resynchronize), and the live feed.
+pub struct Subscription {
+    /// Changes after the requested zxid, in order; `None` when a resync is needed.
+    pub replay: Option<Vec<(u64, Arc<Vec<Change>>)>>,
+    /// Everything published after the replay.
+    pub live: broadcast::Receiver<Published>,
+    /// The zxid the watch starts from (the replay and the live feed follow it).
+    pub from: u64,
+}
+
 /// What the server's other parts share with the replica.
 pub struct ReplicaShared {
     /// The applied state.
@@ -79,8 +100,48 @@ pub struct ReplicaShared {
     pub applied: watch::Sender<u64>,
     /// Role and progress.
     pub status: RwLock<RaftStatus>,
-    /// Every applied change, in order.
-    pub changes: broadcast::Sender<Published>,
+    /// Every applied change, in order (published while `history` is locked).
+    changes: broadcast::Sender<Published>,
+    history: std::sync::Mutex<History>,
+}
+
+impl ReplicaShared {
+    /// Subscribes to changes after `since` (or after the current state, if `None`). The replay
+    /// and the live feed together hold every change after that point exactly once.
+    pub fn subscribe(&self, since: Option<u64>) -> Subscription {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let live = self.changes.subscribe();
+        let applied = *self.applied.borrow();
+        let from = since.unwrap_or(applied).min(applied);
+        let replay = (from >= history.complete_after).then(|| {
+            history
+                .entries
+                .iter()
+                .filter(|(zxid, _)| *zxid > from)
+                .cloned()
+                .collect()
+        });
+        Subscription { replay, live, from }
+    }
+
+    fn publish(&self, event: Published) {
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        match &event {
+            Published::Changes { zxid, changes } => {
+                if history.entries.len() >= HISTORY_ENTRIES {
+                    if let Some((dropped, _)) = history.entries.pop_front() {
+                        history.complete_after = dropped;
+                    }
+                }
+                history.entries.push_back((*zxid, changes.clone()));
+            }
+            Published::Reset { zxid } => {
+                history.entries.clear();
+                history.complete_after = *zxid;
+            }
+        }
+        let _ = self.changes.send(event);
+    }
 }
 
 enum Request {
@@ -92,6 +153,8 @@ enum Request {
     ReadIndex {
         reply: oneshot::Sender<Result<u64, RegistryError>>,
     },
+    /// A client of this member sent a heartbeat for the session.
+    Touch(u64),
 }
 
 /// Handle to the replica task.
@@ -112,6 +175,9 @@ struct ReadBatch {
 const READ_RETRY_TICKS: u32 = 6;
 /// Requests taken per loop turn before the Ready is handled.
 const MAX_BATCH: usize = 4096;
+/// Sessions the leader expires per second at most, so that a burst (a partition healing, a
+/// rack of clients dying at once) becomes a steady trickle rather than a storm.
+const MAX_EXPIRIES_PER_SECOND: u64 = 1000;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -136,7 +202,7 @@ impl Replica {
         config: ReplicaConfig,
         mut store: Box<dyn LogStore>,
         network: PeerNetwork,
-        inbound: mpsc::Receiver<Message>,
+        inbound: mpsc::Receiver<PeerInbound>,
         peer_events: mpsc::UnboundedReceiver<PeerEvent>,
         shutdown: CancellationToken,
     ) -> Result<(Replica, tokio::task::JoinHandle<Result<(), StorageError>>), StorageError> {
@@ -188,6 +254,11 @@ impl Replica {
                 ..RaftStatus::default()
             }),
             changes,
+            // Changes before the state this member starts from are unknown to it.
+            history: std::sync::Mutex::new(History {
+                entries: std::collections::VecDeque::new(),
+                complete_after: applied,
+            }),
         });
         let (requests, request_rx) = mpsc::channel(65_536);
         let driver = Driver {
@@ -208,6 +279,9 @@ impl Replica {
             ticks: 0,
             leader: 0,
             last_snapshot: applied,
+            last_seen: HashMap::new(),
+            touched: HashSet::new(),
+            expiring: HashSet::new(),
         };
         let task = tokio::spawn(driver.run(inbound, request_rx, peer_events, shutdown));
         Ok((Replica { requests, shared }, task))
@@ -261,6 +335,12 @@ impl Replica {
         }
     }
 
+    /// Records a heartbeat of `session` (from a client connected to this member). Never
+    /// blocks: under overload a heartbeat may be dropped, which the session timeout absorbs.
+    pub fn touch(&self, session: u64) {
+        let _ = self.requests.try_send(Request::Touch(session));
+    }
+
     /// Waits until this member has applied `index` (for reads that must not go back in time).
     pub async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<u64, RegistryError> {
         let mut applied = self.shared.applied.subscribe();
@@ -295,12 +375,18 @@ struct Driver {
     ticks: u64,
     leader: u64,
     last_snapshot: u64,
+    /// Leader only: when each session was last heard of.
+    last_seen: HashMap<u64, Instant>,
+    /// Follower only: sessions heard of since the last batch forwarded to the leader.
+    touched: HashSet<u64>,
+    /// Leader only: sessions whose expiry is proposed but not yet applied.
+    expiring: HashSet<u64>,
 }
 
 impl Driver {
     async fn run(
         mut self,
-        mut inbound: mpsc::Receiver<Message>,
+        mut inbound: mpsc::Receiver<PeerInbound>,
         mut requests: mpsc::Receiver<Request>,
         mut peer_events: mpsc::UnboundedReceiver<PeerEvent>,
         shutdown: CancellationToken,
@@ -311,7 +397,7 @@ impl Driver {
         loop {
             tokio::select! {
                 _ = ticker.tick() => self.on_tick(),
-                Some(message) = inbound.recv() => self.step(message),
+                Some(received) = inbound.recv() => self.on_peer(received),
                 Some(request) = requests.recv() => self.on_request(request),
                 Some(event) = peer_events.recv() => self.on_peer_event(event),
                 _ = shutdown.cancelled(), if stop_by.is_none() => {
@@ -325,7 +411,7 @@ impl Driver {
             }
             for _ in 0..MAX_BATCH {
                 match inbound.try_recv() {
-                    Ok(message) => self.step(message),
+                    Ok(received) => self.on_peer(received),
                     Err(_) => break,
                 }
             }
@@ -370,6 +456,93 @@ impl Driver {
         }
     }
 
+    fn on_peer(&mut self, received: PeerInbound) {
+        match received {
+            PeerInbound::Raft(message) => self.step(message),
+            PeerInbound::Touch(sessions) => {
+                for session in sessions {
+                    self.touch(session);
+                }
+            }
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// A heartbeat: the leader records it; a follower passes it on with its next batch.
+    fn touch(&mut self, session: u64) {
+        if self.is_leader() {
+            if let Some(seen) = self.last_seen.get_mut(&session) {
+                *seen = Instant::now();
+            }
+        } else {
+            self.touched.insert(session);
+        }
+    }
+
+    /// Leader only: proposes the expiry of sessions not heard of within their timeout, at most
+    /// `MAX_EXPIRIES_PER_SECOND`.
+    fn expire_sessions(&mut self) {
+        let now = Instant::now();
+        let budget =
+            (MAX_EXPIRIES_PER_SECOND as u128 * self.config.tick.as_millis() / 1000).max(1) as usize;
+        let expired: Vec<u64> = {
+            let tree = self.shared.tree.read().unwrap_or_else(|p| p.into_inner());
+            self.last_seen
+                .iter()
+                .filter(|(id, seen)| {
+                    !self.expiring.contains(id)
+                        && tree.session(**id).is_some_and(|s| {
+                            now.duration_since(**seen) > Duration::from_millis(s.timeout_ms)
+                        })
+                })
+                .map(|(id, _)| *id)
+                .take(budget)
+                .collect()
+        };
+        if expired.is_empty() {
+            return;
+        }
+        tracing::info!(sessions = ?expired, "expiring sessions whose heartbeats stopped");
+        self.expiring.extend(&expired);
+        self.propose_internal(Op::ExpireSessions { sessions: expired });
+    }
+
+    /// Proposes an operation that no caller waits for.
+    fn propose_internal(&mut self, op: Op) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let command = Command {
+            proposer: Proposer {
+                member: self.id,
+                incarnation: self.incarnation,
+                seq,
+            },
+            time_ms: now_ms(),
+            session: None,
+            op,
+        };
+        match rmp_serde::to_vec(&command) {
+            Ok(data) => {
+                if let Err(error) = self.raw.propose(Vec::new(), data) {
+                    tracing::warn!(%error, "internal proposal dropped");
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot encode an internal proposal"),
+        }
+    }
+
+    /// A new leader knows sessions only from the tree; it gives every one a fresh timeout
+    /// before expiring any, since it cannot tell how long each was silent under the old leader.
+    fn refresh_sessions(&mut self) {
+        let now = Instant::now();
+        let tree = self.shared.tree.read().unwrap_or_else(|p| p.into_inner());
+        self.last_seen = tree.sessions().map(|s| (s.id, now)).collect();
+        self.expiring.clear();
+    }
+
     fn step(&mut self, message: Message) {
         if let Err(error) = self.raw.step(message) {
             tracing::debug!(%error, "raft message ignored");
@@ -379,6 +552,12 @@ impl Driver {
     fn on_tick(&mut self) {
         self.raw.tick();
         self.ticks += 1;
+        if self.is_leader() {
+            self.expire_sessions();
+        } else if self.leader != 0 && !self.touched.is_empty() {
+            let sessions: Vec<u64> = self.touched.drain().collect();
+            self.network.send_touches(self.leader, sessions);
+        }
         // Calls whose caller gave up leave nothing behind.
         self.pending.retain(|_, reply| !reply.is_closed());
         // Re-issue read index requests that got no answer (no leader, lost message).
@@ -437,6 +616,7 @@ impl Driver {
                 }
             }
             Request::ReadIndex { reply } => self.new_reads.push(reply),
+            Request::Touch(session) => self.touch(session),
         }
     }
 
@@ -481,6 +661,9 @@ impl Driver {
             if soft.leader_id != self.leader {
                 self.leader = soft.leader_id;
                 self.on_leader_change();
+                if soft.leader_id == self.id {
+                    self.refresh_sessions();
+                }
             }
         }
         // A leader's messages go out before its own write: followers persist in parallel.
@@ -528,7 +711,7 @@ impl Driver {
         *self.shared.tree.write().unwrap_or_else(|p| p.into_inner()) = tree;
         self.last_snapshot = index;
         self.shared.applied.send_replace(index);
-        let _ = self.shared.changes.send(Published::Reset { zxid: index });
+        self.shared.publish(Published::Reset { zxid: index });
         tracing::info!(index, "installed a snapshot from the leader");
         Ok(())
     }
@@ -564,9 +747,24 @@ impl Driver {
                 }
             }
         }
+        let now = Instant::now();
         for (proposer, applied) in results {
+            match &applied.outcome {
+                Ok(
+                    OpResult::SessionOpened { session, .. }
+                    | OpResult::SessionAttached { session, .. },
+                ) => {
+                    self.last_seen.insert(*session, now);
+                }
+                Ok(OpResult::Expired { .. } | OpResult::SessionClosed { .. }) => {
+                    let tree = self.shared.tree.read().unwrap_or_else(|p| p.into_inner());
+                    self.last_seen.retain(|id, _| tree.session(*id).is_some());
+                    self.expiring.retain(|id| tree.session(*id).is_some());
+                }
+                _ => {}
+            }
             if !applied.changes.is_empty() {
-                let _ = self.shared.changes.send(Published::Changes {
+                self.shared.publish(Published::Changes {
                     zxid: applied.zxid,
                     changes: Arc::new(applied.changes.clone()),
                 });

@@ -7,13 +7,18 @@ use std::time::Duration;
 use rmif_core::CallContext;
 use tokio::time::Instant;
 
+use rmif_core::Streaming;
+
 use super::replica::Replica;
+use super::watch;
 use crate::api::{
-    ChildList, CreateRequest, Created, DeleteRequest, MemberStatus, MultiRequest, MultiResponse,
-    NodeData, NodeStat, ReadRequest, Registry, SetRequest, Synced, Written,
+    AttachSessionRequest, ChildList, CreateRequest, Created, DeleteRequest, KeepAliveAck,
+    MemberStatus, MultiRequest, MultiResponse, NodeData, NodeStat, OpenSessionRequest, ReadRequest,
+    Registry, SessionGrant, SessionRequest, SetRequest, Synced, WatchMessage, WatchRequest,
+    Written,
 };
 use crate::error::RegistryError;
-use crate::tree::{self, Applied, Op, OpResult, Tree, path};
+use crate::tree::{self, Applied, Op, OpResult, SessionCall, SessionOwner, Tree, path};
 
 /// Answers are sent this long before the caller's deadline, so that "no quorum" reaches it
 /// instead of a timeout.
@@ -21,7 +26,7 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 /// Deadline when the caller gave none.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Who this member is, for status answers.
+/// Who this member is, and the limits it grants sessions.
 #[derive(Debug, Clone)]
 pub struct Identity {
     /// Raft id.
@@ -30,6 +35,10 @@ pub struct Identity {
     pub client_addr: String,
     /// Every member's id and peer address.
     pub members: Vec<(u64, String)>,
+    /// Smallest session timeout granted.
+    pub min_session_timeout: Duration,
+    /// Largest session timeout granted.
+    pub max_session_timeout: Duration,
 }
 
 /// The [`Registry`] service of one member.
@@ -64,11 +73,67 @@ impl RegistryService {
     async fn write(
         &self,
         op: Op,
-        session: Option<tree::SessionCall>,
+        session: Option<SessionCall>,
     ) -> Result<(OpResult, u64), RegistryError> {
+        if let Some(call) = session {
+            self.check_holder(call.session)?;
+        }
         let Applied { zxid, outcome, .. } =
             self.replica.propose(op, session, Self::deadline()).await?;
         Ok((outcome?, zxid))
+    }
+
+    /// The calling connection, as session owners are recorded.
+    fn caller(&self) -> SessionOwner {
+        SessionOwner {
+            member: self.identity.id,
+            connection: CallContext::current()
+                .map(|call| call.peer().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Refuses a session that is gone or held by another connection.
+    fn check_holder(&self, session: u64) -> Result<(), RegistryError> {
+        let tree = self
+            .replica
+            .shared()
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        match tree.session(session) {
+            None => Err(RegistryError::SessionExpired { session }),
+            Some(found) if found.owner != self.caller() => Err(RegistryError::SessionRejected {
+                session,
+                reason: "the session moved to another connection; attach it again with its secret"
+                    .to_owned(),
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn grant(
+        &self,
+        result: OpResult,
+        secret: u64,
+        zxid: u64,
+    ) -> Result<SessionGrant, RegistryError> {
+        match result {
+            OpResult::SessionOpened {
+                session,
+                timeout_ms,
+            }
+            | OpResult::SessionAttached {
+                session,
+                timeout_ms,
+            } => Ok(SessionGrant {
+                session,
+                secret,
+                timeout_ms,
+                zxid,
+            }),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Waits until this member may answer a read, then reads the tree.
@@ -209,6 +274,91 @@ impl Registry for RegistryService {
     async fn sync(&self) -> Result<Synced, RegistryError> {
         let zxid = self.replica.read_index(Self::deadline()).await?;
         Ok(Synced { zxid })
+    }
+
+    async fn open_session(
+        &self,
+        request: OpenSessionRequest,
+    ) -> Result<SessionGrant, RegistryError> {
+        let timeout = Duration::from_millis(request.timeout_ms).clamp(
+            self.identity.min_session_timeout,
+            self.identity.max_session_timeout,
+        );
+        // Nonzero, so that a forgotten field never matches.
+        let secret = fastrand::u64(1..);
+        let op = Op::OpenSession {
+            timeout_ms: timeout.as_millis() as u64,
+            secret,
+            owner: self.caller(),
+        };
+        let (result, zxid) = self.write(op, None).await?;
+        self.grant(result, secret, zxid)
+    }
+
+    async fn attach_session(
+        &self,
+        request: AttachSessionRequest,
+    ) -> Result<SessionGrant, RegistryError> {
+        let op = Op::AttachSession {
+            session: request.session,
+            secret: request.secret,
+            owner: self.caller(),
+        };
+        let (result, zxid) = self.write(op, None).await?;
+        self.grant(result, request.secret, zxid)
+    }
+
+    async fn keep_alive(&self, request: SessionRequest) -> Result<KeepAliveAck, RegistryError> {
+        self.check_holder(request.session)?;
+        let shared = self.replica.shared();
+        let leader = shared
+            .status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .leader;
+        if leader == 0 {
+            // Heartbeats only count if they can reach the leader; the client should move on.
+            return Err(RegistryError::NoQuorum(
+                "this member has no leader; try another member".to_owned(),
+            ));
+        }
+        self.replica.touch(request.session);
+        Ok(KeepAliveAck {
+            zxid: *shared.applied.borrow(),
+        })
+    }
+
+    async fn close_session(&self, request: SessionRequest) -> Result<Written, RegistryError> {
+        let call = SessionCall {
+            session: request.session,
+            request_id: request.request_id,
+        };
+        let op = Op::CloseSession {
+            session: request.session,
+        };
+        match self.write(op, Some(call)).await? {
+            (OpResult::SessionClosed { .. }, zxid) => Ok(Written { stat: None, zxid }),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    async fn watch(
+        &self,
+        request: WatchRequest,
+    ) -> Result<Streaming<WatchMessage, RegistryError>, RegistryError> {
+        path::validate(&request.path)?;
+        if let Some(since) = request.since_zxid {
+            // Never resume a watcher from a state older than one it has seen.
+            self.replica.wait_applied(since, Self::deadline()).await?;
+        }
+        let shared = self.replica.shared().clone();
+        let subscription = shared.subscribe(request.since_zxid);
+        Ok(watch::open(
+            shared,
+            request.path,
+            request.mode,
+            subscription,
+        ))
     }
 
     async fn member_status(&self) -> Result<MemberStatus, RegistryError> {

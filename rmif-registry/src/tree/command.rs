@@ -27,6 +27,15 @@ pub struct SessionCall {
     pub request_id: u64,
 }
 
+/// The connection that holds a session: which member it is connected to, and from where.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SessionOwner {
+    /// The member's Raft id.
+    pub member: u64,
+    /// The client's address as that member sees it (one TCP connection).
+    pub connection: String,
+}
+
 /// One replicated entry's payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
@@ -81,12 +90,24 @@ pub enum Op {
     },
     /// Several operations, applied atomically: all or none.
     Multi(Vec<Op>),
-    /// Start a session.
+    /// Start a session, held by the connection `owner`.
     OpenSession {
         /// Time without heartbeats after which the session expires.
         timeout_ms: u64,
         /// What a client must present to resume the session on another connection.
         secret: u64,
+        /// The connection that holds it.
+        owner: SessionOwner,
+    },
+    /// Move a session to another connection (after a failover); the old one is refused from
+    /// then on.
+    AttachSession {
+        /// The session.
+        session: u64,
+        /// Its secret: only the holder can move it.
+        secret: u64,
+        /// The new holder.
+        owner: SessionOwner,
     },
     /// End a session at its holder's request, deleting its ephemeral nodes.
     CloseSession {
@@ -123,6 +144,13 @@ pub enum OpResult {
     Multi(Vec<OpResult>),
     /// A session started.
     SessionOpened {
+        /// Its id.
+        session: u64,
+        /// Its timeout.
+        timeout_ms: u64,
+    },
+    /// A session moved to another connection.
+    SessionAttached {
         /// Its id.
         session: u64,
         /// Its timeout.

@@ -14,7 +14,7 @@ use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-pub use command::{Command, Op, OpResult, Outcome, Proposer, SessionCall};
+pub use command::{Command, Op, OpResult, Outcome, Proposer, SessionCall, SessionOwner};
 use node::Node;
 pub use node::Stat;
 
@@ -71,6 +71,8 @@ pub struct Session {
     pub timeout_ms: u64,
     /// Its ephemeral nodes.
     pub ephemerals: BTreeSet<String>,
+    /// The connection that holds it.
+    pub owner: SessionOwner,
     recent: VecDeque<(u64, Outcome)>,
 }
 
@@ -280,12 +282,17 @@ impl Tree {
                 }
                 Ok(OpResult::Multi(results))
             }
-            Op::OpenSession { timeout_ms, secret } => {
+            Op::OpenSession {
+                timeout_ms,
+                secret,
+                owner,
+            } => {
                 let session = Session {
                     id: txn.zxid,
                     secret: *secret,
                     timeout_ms: *timeout_ms,
                     ephemerals: BTreeSet::new(),
+                    owner: owner.clone(),
                     recent: VecDeque::new(),
                 };
                 self.sessions.insert(session.id, session);
@@ -294,6 +301,24 @@ impl Tree {
                     timeout_ms: *timeout_ms,
                 })
             }
+            Op::AttachSession {
+                session,
+                secret,
+                owner,
+            } => match self.sessions.get_mut(session) {
+                None => Err(RegistryError::SessionExpired { session: *session }),
+                Some(found) if found.secret != *secret => Err(RegistryError::SessionRejected {
+                    session: *session,
+                    reason: "wrong secret".to_owned(),
+                }),
+                Some(found) => {
+                    found.owner = owner.clone();
+                    Ok(OpResult::SessionAttached {
+                        session: *session,
+                        timeout_ms: found.timeout_ms,
+                    })
+                }
+            },
             Op::CloseSession { session } => match self.end_session(txn, *session) {
                 Some(deleted) => Ok(OpResult::SessionClosed { deleted }),
                 None => Err(RegistryError::SessionExpired { session: *session }),
@@ -586,6 +611,7 @@ impl Tree {
             session.secret.hash(&mut hasher);
             session.timeout_ms.hash(&mut hasher);
             session.ephemerals.hash(&mut hasher);
+            session.owner.hash(&mut hasher);
         }
         hasher.finish()
     }

@@ -36,9 +36,14 @@ impl Harness {
     }
 
     fn open_session(&mut self) -> u64 {
+        let owner = SessionOwner {
+            member: 1,
+            connection: "127.0.0.1:5000".into(),
+        };
         match self.apply(Op::OpenSession {
             timeout_ms: 5000,
             secret: 7,
+            owner,
         }) {
             Ok(OpResult::SessionOpened { session, .. }) => session,
             other => panic!("{other:?}"),
@@ -416,5 +421,43 @@ fn changes_name_every_affected_node() {
             kind: ChangeKind::DataChanged,
             path: "/a".into()
         }]
+    );
+}
+
+#[test]
+fn only_the_secret_holder_moves_a_session() {
+    let mut h = Harness::new();
+    let session = h.open_session();
+    let elsewhere = SessionOwner {
+        member: 2,
+        connection: "127.0.0.1:6000".into(),
+    };
+    assert!(matches!(
+        h.apply(Op::AttachSession {
+            session,
+            secret: 8,
+            owner: elsewhere.clone()
+        }),
+        Err(RegistryError::SessionRejected { .. })
+    ));
+    assert_eq!(
+        h.apply(Op::AttachSession {
+            session,
+            secret: 7,
+            owner: elsewhere.clone()
+        }),
+        Ok(OpResult::SessionAttached {
+            session,
+            timeout_ms: 5000
+        })
+    );
+    assert_eq!(h.tree.session(session).unwrap().owner, elsewhere);
+    assert_eq!(
+        h.apply(Op::AttachSession {
+            session: 999,
+            secret: 7,
+            owner: elsewhere
+        }),
+        Err(RegistryError::SessionExpired { session: 999 })
     );
 }

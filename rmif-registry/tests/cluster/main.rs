@@ -2,4 +2,5 @@
 
 mod errors;
 mod replication;
+mod sessions;
 mod support;

@@ -64,7 +64,7 @@ impl Member {
 /// A cluster of member processes in a temporary directory.
 pub struct Cluster {
     pub members: Vec<Member>,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 fn send_signal(pid: u32, signal: i32) {
@@ -111,7 +111,10 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut cluster = Cluster { members, _dir: dir };
+        let mut cluster = Cluster {
+            members,
+            dir: Some(dir),
+        };
         for id in 1..=size {
             cluster.spawn(id);
         }
@@ -307,6 +310,12 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the members' logs and data for the post-mortem.
+            if let Some(dir) = self.dir.take() {
+                eprintln!("cluster files kept in {}", dir.keep().display());
+            }
+        }
         for member in &mut self.members {
             if let Some(mut child) = member.child.take() {
                 if let Some(pid) = Some(child.id()) {

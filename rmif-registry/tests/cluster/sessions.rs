@@ -1,0 +1,434 @@
+//! Sessions, ephemeral nodes and watches across member and client failures.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rmif_registry::api::{WatchMessage, WatchMode};
+use rmif_registry::tree::ChangeKind;
+use rmif_registry::{
+    Consistency, CreateMode, RegistryClient, RegistryError, SessionState, Watcher,
+};
+use tokio::time::Instant;
+
+use crate::support::{Cluster, Settings};
+
+const EPHEMERAL: CreateMode = CreateMode {
+    ephemeral: true,
+    sequential: false,
+};
+
+/// The next non-armed message, failing after `limit`.
+async fn next_change(watcher: &mut Watcher, limit: Duration) -> WatchMessage {
+    let deadline = Instant::now() + limit;
+    loop {
+        let message = tokio::time::timeout_at(deadline, watcher.next())
+            .await
+            .expect("a watch message within the limit")
+            .expect("the watch is still open")
+            .expect("no watch error");
+        if !message.is_armed() {
+            return message;
+        }
+    }
+}
+
+async fn wait_for_state(session: &rmif_registry::Session, wanted: SessionState, limit: Duration) {
+    let mut states = session.states();
+    let reached = tokio::time::timeout(limit, states.wait_for(|s| *s == wanted)).await;
+    assert!(
+        reached.is_ok(),
+        "session never became {wanted:?}; it is {:?}",
+        session.state()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_member_a_client_uses_keeps_its_session_ephemerals_and_watch() {
+    let mut cluster = Cluster::start(3, Settings::default()).await;
+    let setup = cluster.client();
+    setup
+        .create("/e", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let leader_addr = cluster.members[(leader - 1) as usize].client_addr;
+
+    // The session and the watch both live on the leader, which is about to die.
+    let client = cluster.client();
+    client.prefer(leader_addr);
+    let session = client.open_session(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(session.member(), leader_addr);
+    session
+        .create("/e/mine", b"alive", EPHEMERAL)
+        .await
+        .unwrap();
+    let mut watcher = client.watch("/e", WatchMode::Recursive).await.unwrap();
+
+    // Changes keep coming from another client throughout.
+    let writer = cluster.client();
+    let writes = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0..150 {
+            let path = format!("/e/w{i:03}");
+            match writer.create(&path, b"", CreateMode::PERSISTENT).await {
+                Ok(_) => acked.push(path),
+                Err(error) if error.is_indeterminate() => {
+                    // Maybe applied: the watcher must have seen it if it exists.
+                    if writer.get(&path, Consistency::Linearizable).await.is_ok() {
+                        acked.push(path);
+                    }
+                }
+                Err(error) => panic!("{path}: {error}"),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.kill(leader);
+
+    wait_for_state(&session, SessionState::Reconnected, Duration::from_secs(10)).await;
+    assert_ne!(
+        session.member(),
+        leader_addr,
+        "the session moved to a surviving member"
+    );
+    let acked = writes.await.unwrap();
+
+    // Every acknowledged create reached the watcher, in zxid order, with no gap or duplicate.
+    let mut seen = BTreeSet::new();
+    let mut last_zxid = 0;
+    while seen.len() < acked.len() {
+        let message = next_change(&mut watcher, Duration::from_secs(10)).await;
+        assert!(
+            message.zxid > last_zxid,
+            "zxids go forward: {} after {last_zxid}",
+            message.zxid
+        );
+        last_zxid = message.zxid;
+        if let Some(nodes) = message.resync {
+            seen.extend(
+                nodes
+                    .into_iter()
+                    .map(|n| n.path)
+                    .filter(|p| p.starts_with("/e/w")),
+            );
+        }
+        for event in message.events {
+            if event.kind == ChangeKind::Created && event.path.starts_with("/e/w") {
+                assert!(
+                    seen.insert(event.path.clone()),
+                    "{} delivered twice",
+                    event.path
+                );
+            }
+        }
+    }
+    let acked: BTreeSet<String> = acked.into_iter().collect();
+    assert!(
+        acked.is_subset(&seen),
+        "missing: {:?}",
+        acked.difference(&seen).collect::<Vec<_>>()
+    );
+
+    // Well past its 3 s timeout, the session and its ephemeral node are alive.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_ne!(session.state(), SessionState::Expired);
+    let reader = cluster.client();
+    assert_eq!(
+        reader
+            .get("/e/mine", Consistency::Linearizable)
+            .await
+            .unwrap()
+            .data,
+        b"alive"
+    );
+    session
+        .create("/e/still-mine", b"", EPHEMERAL)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_client_process_loses_its_ephemeral_node_and_watchers_see_it() {
+    let cluster = Cluster::start(3, Settings::default()).await;
+    let client = cluster.client();
+    client
+        .create("/k", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let servers = cluster
+        .servers()
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_rmif"))
+        .args(["--servers", &servers, "--session-timeout", "2000"])
+        .args(["create", "--ephemeral", "--hold", "/k/proc", "pid"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn rmif");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
+        .get("/k/proc", Consistency::Linearizable)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the holder never created its node"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut watcher = client.watch("/k/proc", WatchMode::Data).await.unwrap();
+
+    holder.kill().unwrap();
+    let killed = Instant::now();
+    holder.wait().unwrap();
+
+    let message = next_change(&mut watcher, Duration::from_secs(10)).await;
+    let elapsed = killed.elapsed();
+    assert_eq!(message.events[0].kind, ChangeKind::Deleted);
+    assert_eq!(message.events[0].path, "/k/proc");
+    assert!(
+        elapsed < Duration::from_millis(2000 + 3000),
+        "deleted {elapsed:?} after the kill; the session timeout is 2 s"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "deleted before its session could time out ({elapsed:?})"
+    );
+    // A one-shot watch fires once.
+    assert!(watcher.next().await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_watchers_all_see_one_change() {
+    let cluster = Cluster::start(3, Settings::default()).await;
+    let writer = cluster.client();
+    writer
+        .create("/fan", b"0", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    // Spread over several connections and every member.
+    let clients: Vec<RegistryClient> = (0..8).map(|_| cluster.client()).collect();
+    let mut watchers = Vec::new();
+    for i in 0..200 {
+        watchers.push(
+            clients[i % clients.len()]
+                .watch("/fan", WatchMode::Data)
+                .await
+                .unwrap(),
+        );
+    }
+    writer.set("/fan", b"1", None).await.unwrap();
+    let seen = futures_util::future::join_all(
+        watchers
+            .iter_mut()
+            .map(|w| async { next_change(w, Duration::from_secs(10)).await }),
+    )
+    .await;
+    for message in &seen {
+        assert_eq!(message.events.len(), 1);
+        assert_eq!(message.events[0].kind, ChangeKind::DataChanged);
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0].zxid == w[1].zxid),
+        "all saw the same change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_cut_off_during_100_changes_sees_them_all_after_reconnecting() {
+    let mut cluster = Cluster::start(3, Settings::default()).await;
+    let writer = cluster.client();
+    writer
+        .create("/cut", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    let victim_addr = cluster.members[(victim - 1) as usize].client_addr;
+
+    let watching = cluster.client();
+    watching.prefer(victim_addr);
+    let mut watcher = watching.watch("/cut", WatchMode::Persistent).await.unwrap();
+    // Cut the watcher off: its member dies; the changes happen while it reconnects.
+    cluster.kill(victim);
+    writer.prefer(cluster.members[(leader - 1) as usize].client_addr);
+    for i in 0..100 {
+        writer
+            .set("/cut", format!("{i}").as_bytes(), None)
+            .await
+            .unwrap();
+    }
+    let mut changes = 0;
+    let mut last = 0;
+    while changes < 100 {
+        let message = next_change(&mut watcher, Duration::from_secs(15)).await;
+        assert!(message.zxid > last);
+        last = message.zxid;
+        if message.resync.is_some() {
+            // An explicit resync stands for everything before it.
+            let data = writer.get("/cut", Consistency::Linearizable).await.unwrap();
+            assert!(data.zxid >= message.zxid);
+            changes = 100;
+        } else {
+            changes += message
+                .events
+                .iter()
+                .filter(|e| e.kind == ChangeKind::DataChanged)
+                .count();
+        }
+    }
+    assert_eq!(changes, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_creates_get_distinct_results() {
+    let cluster = Cluster::start(3, Settings::default()).await;
+    let a = cluster.client();
+    let b = cluster.client();
+    a.create("/race", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let session_a = a.open_session(Duration::from_secs(5)).await.unwrap();
+    let session_b = b.open_session(Duration::from_secs(5)).await.unwrap();
+    let mut sequence_paths = BTreeSet::new();
+    for round in 0..20 {
+        let path = format!("/race/lock{round}");
+        let (ra, rb) = tokio::join!(
+            session_a.create(&path, b"a", EPHEMERAL),
+            session_b.create(&path, b"b", EPHEMERAL)
+        );
+        match (&ra, &rb) {
+            (Ok(_), Err(RegistryError::NodeExists { path: p }))
+            | (Err(RegistryError::NodeExists { path: p }), Ok(_)) => {
+                assert_eq!(p, &path)
+            }
+            other => panic!("round {round}: exactly one create must win: {other:?}"),
+        }
+        let (sa, sb) = tokio::join!(
+            a.create("/race/seq-", b"", CreateMode::SEQUENTIAL),
+            b.create("/race/seq-", b"", CreateMode::SEQUENTIAL)
+        );
+        let (sa, sb) = (sa.unwrap().path, sb.unwrap().path);
+        assert_ne!(sa, sb);
+        assert!(sequence_paths.insert(sa) && sequence_paths.insert(sb));
+    }
+    let expected: BTreeSet<String> = (0..40).map(|n| format!("/race/seq-{n:010}")).collect();
+    assert_eq!(sequence_paths, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_session_refuses_its_old_connection_and_an_expired_one_stays_dead() {
+    let cluster = Cluster::start(3, Settings::default()).await;
+    let servers = cluster
+        .servers()
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    // A holder process, paused longer than its session timeout, then resumed.
+    let holder = Command::new(env!("CARGO_BIN_EXE_rmif"))
+        .args(["--servers", &servers, "--session-timeout", "1000"])
+        .args(["create", "--ephemeral", "--hold", "/paused", ""])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rmif");
+    let client = cluster.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
+        .get("/paused", Consistency::Linearizable)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the holder never created its node"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = holder.id() as i32;
+    // SAFETY: signals to a child this test spawned.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
+        .get("/paused", Consistency::Linearizable)
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the paused holder's node was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // Resumed, it learns its session expired and exits with an error, never reviving it.
+    let output = tokio::task::spawn_blocking(move || holder.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("expired"), "{stderr}");
+    assert!(
+        client
+            .get("/paused", Consistency::Linearizable)
+            .await
+            .is_err()
+    );
+
+    // Two connections, one session: once the second attaches it, the first is refused.
+    use rmif_registry::api::{
+        AttachSessionRequest, OpenSessionRequest, Registry, RegistryConsumer, SessionRequest,
+    };
+    let member = cluster.servers()[0];
+    let stub = |addr| {
+        RegistryConsumer::new(&rmif_core::Client::with_static_providers(
+            rmif_core::ConsumerConfig {
+                static_providers: vec![addr],
+                ..rmif_core::ConsumerConfig::default()
+            },
+        ))
+    };
+    let first = stub(member);
+    let second = stub(member);
+    let grant = first
+        .open_session(OpenSessionRequest { timeout_ms: 5000 })
+        .await
+        .unwrap();
+    let heartbeat = SessionRequest {
+        session: grant.session,
+        request_id: 0,
+    };
+    first.keep_alive(heartbeat).await.unwrap();
+    let wrong = second
+        .attach_session(AttachSessionRequest {
+            session: grant.session,
+            secret: grant.secret ^ 1,
+        })
+        .await;
+    assert!(
+        matches!(wrong, Err(RegistryError::SessionRejected { .. })),
+        "{wrong:?}"
+    );
+    second
+        .attach_session(AttachSessionRequest {
+            session: grant.session,
+            secret: grant.secret,
+        })
+        .await
+        .unwrap();
+    let refused = first.keep_alive(heartbeat).await;
+    assert!(
+        matches!(refused, Err(RegistryError::SessionRejected { .. })),
+        "{refused:?}"
+    );
+    second.keep_alive(heartbeat).await.unwrap();
+}
