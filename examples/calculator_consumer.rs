@@ -4,14 +4,16 @@
 //! cargo run --example calculator_consumer [CONFIG] [--calls N] [--concurrency C]
 //! ```
 //!
-//! Without `--calls` it shows one call of each kind. With `--calls N` it makes N `add` calls
+//! Providers come from the registry in `Config_center_url` if the file sets it, else from
+//! `Provider_addresses`. Without `--calls` it shows one call of each kind. With `--calls N` it makes N `add` calls
 //! (C at a time, 32 by default) and checks every answer. Either way the last line is
 //! `calls=N ok=K failed=F`; the exit code is non-zero if any call failed.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use rmif_core::{Client, RpcConfig};
+use rmif_core::RpcConfig;
+use rmif_registry::discovery::consumer_client;
 use rmif_suite::calculator::{CalcError, Calculator, CalculatorConsumer};
 
 const DEFAULT_CONFIG: &str = "examples/calculator.properties";
@@ -64,7 +66,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let client = Client::with_static_providers(config.consumer);
+    let client = match consumer_client(&config) {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("calculator_consumer: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let calculator: Arc<dyn Calculator> = Arc::new(CalculatorConsumer::new(&client));
     let (calls, ok) = match options.calls {
         None => show_each_kind(calculator).await,

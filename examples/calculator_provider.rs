@@ -4,11 +4,13 @@
 //! cargo run --example calculator_provider [CONFIG]
 //! ```
 //!
-//! CONFIG defaults to examples/calculator.properties.
+//! CONFIG defaults to examples/calculator.properties. If it sets `Config_center_url`, the
+//! provider announces itself in that registry (and withdraws before stopping).
 
 use std::process::ExitCode;
 
 use rmif_core::{RpcConfig, Server};
+use rmif_registry::discovery::announce;
 use rmif_suite::calculator::{Arithmetic, CalculatorProvider};
 
 const DEFAULT_CONFIG: &str = "examples/calculator.properties";
@@ -26,7 +28,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::builder(config.provider)
+    let server = match Server::builder(config.provider.clone())
         .add_service(CalculatorProvider::new(Arithmetic))
         .serve()
         .await
@@ -38,7 +40,22 @@ async fn main() -> ExitCode {
         }
     };
     println!("calculator provider listening on {}", server.local_addr());
+    let registration = match announce(&server, &config).await {
+        Ok(registration) => registration,
+        Err(error) => {
+            eprintln!("calculator_provider: cannot announce in the registry: {error}");
+            server.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    if registration.is_some() {
+        println!("announced in the registry at {}", config.registry.join(","));
+    }
     rmif_suite::shutdown_signal().await;
+    // Leave the registry first, so consumers stop sending new calls, then drain.
+    if let Some(registration) = registration {
+        registration.withdraw().await;
+    }
     let report = server.shutdown().await;
     println!(
         "calculator provider stopped (drained: {}, aborted calls: {})",

@@ -4,10 +4,12 @@
 //! - [`tree`]: the replicated state machine (nodes, sessions, ephemeral and sequential nodes);
 //! - [`server`]: a member: raft-rs driver, durable redb log, peer network, client API;
 //! - [`api`]: the client API, an rmif service;
-//! - [`client`]: [`RegistryClient`], the async client with failover.
+//! - [`client`]: [`RegistryClient`], the async client with failover;
+//! - [`discovery`]: providers announcing themselves, consumers following provider lists.
 
 pub mod api;
 pub mod client;
+pub mod discovery;
 pub mod error;
 pub mod server;
 pub mod tree;

@@ -21,6 +21,7 @@ use crate::service::{ServiceKey, ServiceProvider};
 /// A service as registered on the server.
 pub(crate) struct Registered {
     pub(crate) key: String,
+    pub(crate) service_key: ServiceKey,
     pub(crate) provider: Arc<dyn ServiceProvider>,
 }
 
@@ -155,9 +156,9 @@ impl ServerBuilder {
     /// Serves on an already bound listener.
     pub fn serve_on(self, listener: TcpListener) -> Result<ServerHandle, Error> {
         let mut services = HashMap::new();
-        for (key, provider) in self.services {
-            let id = key.id();
-            let key = key.to_string();
+        for (service_key, provider) in self.services {
+            let id = service_key.id();
+            let key = service_key.to_string();
             if let Some(existing) = services.get(&id) {
                 let existing: &Registered = existing;
                 return Err(Error::Config(if existing.key == key {
@@ -169,7 +170,14 @@ impl ServerBuilder {
                     )
                 }));
             }
-            services.insert(id, Registered { key, provider });
+            services.insert(
+                id,
+                Registered {
+                    key,
+                    service_key,
+                    provider,
+                },
+            );
         }
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(ServerShared {
@@ -213,13 +221,16 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// Keys of the services served, as text.
-    pub fn services(&self) -> Vec<String> {
-        self.shared
+    /// Keys of the services served.
+    pub fn services(&self) -> Vec<ServiceKey> {
+        let mut keys: Vec<ServiceKey> = self
+            .shared
             .services
             .values()
-            .map(|s| s.key.clone())
-            .collect()
+            .map(|s| s.service_key.clone())
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// Consumer connections currently open.
