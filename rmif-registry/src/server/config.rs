@@ -21,6 +21,7 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "snapshot_entries",
     "min_session_timeout_ms",
     "max_session_timeout_ms",
+    "initial_cluster_state",
 ];
 
 /// How one registry member runs.
@@ -49,6 +50,10 @@ pub struct RegistryConfig {
     pub min_session_timeout: Duration,
     /// Largest session timeout granted (`max_session_timeout_ms`, default 60,000).
     pub max_session_timeout: Duration,
+    /// `initial_cluster_state = existing`: this member joins a running cluster, so if its data
+    /// directory is empty (new disk, wiped after a failure) it must not vote before it has
+    /// heard from a leader: it may have voted in the current term before it lost its state.
+    pub join_existing: bool,
 }
 
 impl RegistryConfig {
@@ -69,6 +74,7 @@ impl RegistryConfig {
             snapshot_entries: 10_000,
             min_session_timeout: Duration::from_millis(500),
             max_session_timeout: Duration::from_secs(60),
+            join_existing: false,
         }
     }
 
@@ -151,6 +157,13 @@ impl RegistryConfig {
         }
         if let Some(max) = p.take_millis("max_session_timeout_ms")? {
             config.max_session_timeout = max;
+        }
+        if let Some(existing) = p.take_with("initial_cluster_state", |v| match v {
+            "new" => Ok(false),
+            "existing" => Ok(true),
+            _ => Err("expected new or existing".to_owned()),
+        })? {
+            config.join_existing = existing;
         }
         p.finish(REGISTRY_KEYS)?;
         config.validate(&origin)?;

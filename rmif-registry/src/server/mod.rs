@@ -95,6 +95,7 @@ impl RegistryServer {
                 election_ticks: config.election_ticks,
                 heartbeat_ticks: config.heartbeat_ticks,
                 snapshot_every: config.snapshot_entries,
+                join_existing: config.join_existing,
             },
             store,
             network,

@@ -31,6 +31,8 @@ const BATCH: usize = 256;
 const TAG_RAFT: u8 = 0;
 /// Frame tag: a count (u32) and that many session ids (u64) follow.
 const TAG_TOUCH: u8 = 1;
+/// Frame tag: the sender restarted with empty storage (nothing follows).
+const TAG_LOST_STATE: u8 = 2;
 
 /// Something a peer sent.
 #[derive(Debug)]
@@ -39,12 +41,15 @@ pub enum PeerInbound {
     Raft(Message),
     /// Sessions whose clients sent heartbeats to that peer.
     Touch(Vec<u64>),
+    /// That peer lost its storage and rejoined empty: what the leader believes it holds is gone.
+    LostState(u64),
 }
 
 /// Something to send to a peer.
 enum Outgoing {
     Raft(Message),
     Touch(Vec<u64>),
+    LostState,
 }
 
 impl Outgoing {
@@ -73,6 +78,7 @@ impl Outgoing {
                 }
                 Some(bytes.freeze())
             }
+            Outgoing::LostState => Some(Bytes::from_static(&[TAG_LOST_STATE])),
         }
     }
 }
@@ -132,6 +138,11 @@ impl PeerNetwork {
     /// Forwards heartbeats of `sessions` to member `to` (the leader).
     pub fn send_touches(&self, to: u64, sessions: Vec<u64>) {
         self.enqueue(to, Outgoing::Touch(sessions));
+    }
+
+    /// Tells member `to` (the leader) that this member restarted with empty storage.
+    pub fn send_lost_state(&self, to: u64) {
+        self.enqueue(to, Outgoing::LostState);
     }
 
     fn enqueue(&self, to: u64, outgoing: Outgoing) {
@@ -354,6 +365,7 @@ fn decode(frame: &[u8], from: u64) -> Result<PeerInbound, String> {
                     .collect(),
             ))
         }
+        TAG_LOST_STATE if body.is_empty() => Ok(PeerInbound::LostState(from)),
         other => Err(format!("unknown peer frame tag {other}")),
     }
 }
@@ -385,6 +397,11 @@ mod tests {
         assert!(matches!(decode(&touches, 2).unwrap(), PeerInbound::Touch(ids) if ids == [7, 8]));
         assert!(decode(&touches[..touches.len() - 1], 2).is_err());
         assert!(decode(&[], 2).is_err());
+        let lost = Outgoing::LostState.encode().unwrap();
+        assert!(matches!(
+            decode(&lost, 3).unwrap(),
+            PeerInbound::LostState(3)
+        ));
         assert!(
             decode(&[9, 1, 2], 2)
                 .unwrap_err()

@@ -35,6 +35,8 @@ pub struct ReplicaConfig {
     pub heartbeat_ticks: usize,
     /// Applied entries between snapshots (each snapshot compacts the log).
     pub snapshot_every: u64,
+    /// This member joins a running cluster (see `RegistryConfig::join_existing`).
+    pub join_existing: bool,
 }
 
 /// The role and progress of this member, for status reports.
@@ -217,6 +219,19 @@ impl Replica {
                 ..Persist::default()
             })?;
         }
+        // A member that lost its state while the cluster ran may have voted in the current
+        // term; it must hear from a leader before it votes again.
+        let awaiting_leader =
+            recovered.is_empty() && config.join_existing && config.voters.len() > 1;
+        if awaiting_leader {
+            tracing::info!(
+                "joining an existing cluster with empty storage: not voting until a leader is heard"
+            );
+        }
+        // Any member starting empty says so to the leader (a no-op for a brand-new cluster,
+        // where the leader has recorded no progress for it yet), so that a wiped member
+        // recovers even if its operator did not mark it `existing`.
+        let rejoining = recovered.is_empty() && config.voters.len() > 1;
         let log = RaftLog::from_recovered(&recovered, &bootstrap);
         let mut tree = Tree::new();
         let mut applied = 0;
@@ -282,6 +297,8 @@ impl Replica {
             last_seen: HashMap::new(),
             touched: HashSet::new(),
             expiring: HashSet::new(),
+            awaiting_leader,
+            rejoining,
         };
         let task = tokio::spawn(driver.run(inbound, request_rx, peer_events, shutdown));
         Ok((Replica { requests, shared }, task))
@@ -381,6 +398,10 @@ struct Driver {
     touched: HashSet<u64>,
     /// Leader only: sessions whose expiry is proposed but not yet applied.
     expiring: HashSet<u64>,
+    /// Votes are refused until a leader is heard (a member rejoining with empty storage).
+    awaiting_leader: bool,
+    /// Rejoining with empty storage: the leader is told until this member's log has entries.
+    rejoining: bool,
 }
 
 impl Driver {
@@ -464,6 +485,29 @@ impl Driver {
                     self.touch(session);
                 }
             }
+            PeerInbound::LostState(member) => self.forget_progress(member),
+        }
+    }
+
+    /// A follower lost its storage: replicate to it from scratch (a snapshot, once the log is
+    /// compacted) instead of from where it used to be. raft-rs assumes storage is never lost, so
+    /// without this the leader would keep believing the member holds what it acknowledged before.
+    fn forget_progress(&mut self, member: u64) {
+        if !self.is_leader() || member == self.id {
+            return;
+        }
+        if let Some(progress) = self.raw.raft.mut_prs().get_mut(member) {
+            if progress.matched == 0 {
+                return;
+            }
+            tracing::warn!(
+                member,
+                matched = progress.matched,
+                "member rejoined with empty storage; replicating to it from scratch"
+            );
+            progress.matched = 0;
+            progress.become_probe();
+            progress.next_idx = 1;
         }
     }
 
@@ -544,6 +588,26 @@ impl Driver {
     }
 
     fn step(&mut self, message: Message) {
+        if self.awaiting_leader {
+            use raft::prelude::MessageType;
+            match message.get_msg_type() {
+                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => return,
+                MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot => {
+                    tracing::info!(leader = message.from, "heard from a leader; voting again");
+                    self.awaiting_leader = false;
+                }
+                _ => {}
+            }
+        }
+        // A member that lost its storage hears commit indexes beyond its log until the leader
+        // learns of the loss; raft-rs would abort on them. Clamping only delays its commit.
+        let mut message = message;
+        if message.get_msg_type() == raft::prelude::MessageType::MsgHeartbeat {
+            let last = self.raw.raft.raft_log.last_index();
+            if message.commit > last {
+                message.commit = last;
+            }
+        }
         if let Err(error) = self.raw.step(message) {
             tracing::debug!(%error, "raft message ignored");
         }
@@ -557,6 +621,13 @@ impl Driver {
         } else if self.leader != 0 && !self.touched.is_empty() {
             let sessions: Vec<u64> = self.touched.drain().collect();
             self.network.send_touches(self.leader, sessions);
+        }
+        if self.rejoining {
+            if self.log.last_index() > 0 {
+                self.rejoining = false;
+            } else if self.leader != 0 && self.ticks % 10 == 0 {
+                self.network.send_lost_state(self.leader);
+            }
         }
         // Calls whose caller gave up leave nothing behind.
         self.pending.retain(|_, reply| !reply.is_closed());

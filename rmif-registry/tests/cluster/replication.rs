@@ -222,3 +222,48 @@ async fn sigterm_stops_a_member_without_losing_acknowledged_writes() {
         assert_all_present(&cluster, id, &acked).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_data_was_wiped_rejoins_and_converges() {
+    let settings = Settings {
+        snapshot_entries: 50,
+        ..Settings::default()
+    };
+    let mut cluster = Cluster::start(3, settings).await;
+    let client = cluster.client();
+    client
+        .create("/wipe", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let mut acked = Vec::new();
+    for i in 0..100 {
+        let path = format!("/wipe/a{i:03}");
+        client
+            .create(&path, b"", CreateMode::PERSISTENT)
+            .await
+            .unwrap();
+        acked.push(path);
+    }
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.kill(victim);
+    cluster.wipe(victim);
+    for i in 0..100 {
+        let path = format!("/wipe/b{i:03}");
+        client
+            .create(&path, b"", CreateMode::PERSISTENT)
+            .await
+            .unwrap();
+        acked.push(path);
+    }
+    // The leader still believes the member holds what it acknowledged before the wipe; the
+    // member must neither crash on that nor stay behind.
+    cluster.spawn(victim);
+    cluster.wait_converged(Duration::from_secs(30)).await;
+    assert_all_present(&cluster, victim, &acked).await;
+    client
+        .create("/wipe/after", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    cluster.wait_converged(Duration::from_secs(10)).await;
+}

@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rmif_registry::api::MemberStatus;
+
+use crate::proxy::Network;
 use rmif_registry::{ClientOptions, RegistryClient, RegistryError};
 use tokio::time::Instant;
 
@@ -29,6 +31,8 @@ pub struct Settings {
     pub tick_ms: u64,
     pub election_ticks: u64,
     pub snapshot_entries: u64,
+    /// Route every member-to-member and client-to-member connection through a fault proxy.
+    pub proxied: bool,
 }
 
 impl Default for Settings {
@@ -38,6 +42,7 @@ impl Default for Settings {
             tick_ms: 50,
             election_ticks: 10,
             snapshot_entries: 10_000,
+            proxied: false,
         }
     }
 }
@@ -64,6 +69,8 @@ impl Member {
 /// A cluster of member processes in a temporary directory.
 pub struct Cluster {
     pub members: Vec<Member>,
+    /// The fault proxies, when the cluster was started with `proxied`.
+    pub network: Option<std::sync::Arc<Network>>,
     dir: Option<tempfile::TempDir>,
 }
 
@@ -78,15 +85,40 @@ impl Cluster {
     /// Starts `size` members and waits until one of them leads.
     pub async fn start(size: u64, settings: Settings) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let peers: BTreeMap<u64, u16> = (1..=size).map(|id| (id, free_port())).collect();
-        let peer_list = peers
-            .iter()
-            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let peers: BTreeMap<u64, SocketAddr> = (1..=size)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port()).parse().unwrap()))
+            .collect();
+        let client_addrs: Vec<SocketAddr> = (1..=size)
+            .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+            .collect();
+        let network = if settings.proxied {
+            let targets: Vec<SocketAddr> = peers.values().copied().collect();
+            Some(Network::start(&targets, &client_addrs).await)
+        } else {
+            None
+        };
+        // Each member dials the others through its own proxies, if any.
+        let peer_list = |me: u64| {
+            peers
+                .iter()
+                .map(|(id, addr)| {
+                    let addr = match &network {
+                        Some(network) if *id != me => network.peer[(me - 1) as usize]
+                            [(*id - 1) as usize]
+                            .as_ref()
+                            .map(|link| link.addr)
+                            .unwrap(),
+                        _ => *addr,
+                    };
+                    format!("{id}={addr}")
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let members = (1..=size)
             .map(|id| {
-                let client_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+                let client_addr = client_addrs[(id - 1) as usize];
+                let peer_list = peer_list(id);
                 let data_dir = dir.path().join(format!("member-{id}"));
                 let config = dir.path().join(format!("member-{id}.properties"));
                 fs::write(
@@ -113,6 +145,7 @@ impl Cluster {
             .collect();
         let mut cluster = Cluster {
             members,
+            network,
             dir: Some(dir),
         };
         for id in 1..=size {
@@ -191,16 +224,25 @@ impl Cluster {
         }
     }
 
-    /// Deletes member `id`'s data directory (it must be stopped).
+    /// Deletes member `id`'s data directory (it must be stopped) and marks it, as an operator
+    /// would, as joining an existing cluster when it starts again.
     pub fn wipe(&self, id: u64) {
         let member = self.member(id);
         assert!(member.child.is_none(), "wipe a stopped member only");
         let _ = fs::remove_dir_all(&member.data_dir);
+        let mut config = fs::read_to_string(&member.config).expect("member configuration");
+        if !config.contains("initial_cluster_state") {
+            config.push_str("initial_cluster_state=existing\n");
+            fs::write(&member.config, config).expect("member configuration");
+        }
     }
 
-    /// Every member's client address.
+    /// Every member's client address as clients reach it (through the proxies, if any).
     pub fn servers(&self) -> Vec<SocketAddr> {
-        self.members.iter().map(|m| m.client_addr).collect()
+        match &self.network {
+            Some(network) => network.client.iter().map(|link| link.addr).collect(),
+            None => self.members.iter().map(|m| m.client_addr).collect(),
+        }
     }
 
     /// A client that may use every member.
