@@ -22,7 +22,6 @@ fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> StorageError + '_ {
 /// A redb database holding one member's Raft state.
 pub struct RedbStore {
     db: Database,
-    /// Test-only: commit without fsync, to show that the torture suite catches it.
     durability: Durability,
 }
 
@@ -37,17 +36,15 @@ impl RedbStore {
         txn.open_table(META)
             .map_err(|e| failed("create meta table")(&e))?;
         txn.commit().map_err(|e| failed("commit")(&e))?;
-        Ok(RedbStore {
-            db,
-            durability: Durability::Immediate,
-        })
-    }
-
-    /// Makes commits skip fsync. Only for demonstrating what the fault tests catch.
-    #[doc(hidden)]
-    pub fn without_fsync(mut self) -> Self {
-        self.durability = Durability::None;
-        self
+        // The `unsafe-skip-fsync` feature exists only to show that the torture suite catches a
+        // registry that acknowledges writes before they are durable.
+        let durability = if cfg!(feature = "unsafe-skip-fsync") {
+            tracing::error!("built with unsafe-skip-fsync: acknowledged writes are NOT durable");
+            Durability::None
+        } else {
+            Durability::Immediate
+        };
+        Ok(RedbStore { db, durability })
     }
 }
 
