@@ -12,6 +12,8 @@ use crate::serialize::Serialization;
 use crate::service::{Dispatch, IncomingRequest, Reply, Streaming};
 
 pub use async_trait::async_trait;
+/// `Vec<u8>` arguments and results travel as these (MessagePack `bin`), not as integer arrays.
+pub use serde_bytes::{ByteBuf, Bytes};
 
 /// Argument and return types of service methods: they cross the wire.
 #[diagnostic::on_unimplemented(

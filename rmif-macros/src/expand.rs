@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, Pat, PatIdent, PatType};
 
-use crate::model::{Method, MethodKind, Service};
+use crate::model::{Method, MethodKind, Service, is_byte_vec};
 
 pub(crate) fn expand(service: &Service) -> TokenStream {
     let krate = &service.options.krate;
@@ -31,7 +31,7 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
         .methods
         .iter()
         .enumerate()
-        .map(|(index, m)| stub_method(index, m));
+        .map(|(index, m)| stub_method(krate, index, m));
     let provider_doc = format!(
         "Serves any implementation of [`{trait_name}`] through `Server`: \
          `Server::builder(config).add_service({provider}::new(my_impl))`."
@@ -164,11 +164,18 @@ fn arg_names(method: &Method) -> Vec<Ident> {
         .collect()
 }
 
-/// The argument tuple's pattern and type. Arguments travel as a sequence (an array in msgpack
-/// and json); a method without arguments sends an empty one.
-fn args_tuple(method: &Method) -> (TokenStream, TokenStream) {
+/// The argument tuple's pattern and type on the provider. Arguments travel as a sequence (an
+/// array in msgpack and json); a method without arguments sends an empty one. A `Vec<u8>`
+/// travels as bytes (msgpack `bin`), decoded as a `ByteBuf`.
+fn args_tuple(krate: &syn::Path, method: &Method) -> (TokenStream, TokenStream) {
     let names = arg_names(method);
-    let types = &method.arg_types;
+    let types = method.arg_types.iter().map(|ty| {
+        if is_byte_vec(ty) {
+            quote!(#krate::__private::ByteBuf)
+        } else {
+            quote!(#ty)
+        }
+    });
     if names.is_empty() {
         (quote!(_), quote!([(); 0]))
     } else {
@@ -179,24 +186,37 @@ fn args_tuple(method: &Method) -> (TokenStream, TokenStream) {
 fn dispatch_arm(krate: &syn::Path, method: &Method) -> TokenStream {
     let id = method.id;
     let name = &method.name;
-    let names = arg_names(method);
-    let (pattern, ty) = args_tuple(method);
-    let helper = match method.kind {
-        MethodKind::Unary => quote!(unary),
-        MethodKind::OneWay => quote!(oneway),
-        MethodKind::Stream { .. } => quote!(server_stream),
+    let (pattern, ty) = args_tuple(krate, method);
+    let call_args = arg_names(method)
+        .into_iter()
+        .zip(&method.arg_types)
+        .map(|(arg, ty)| {
+            if is_byte_vec(ty) {
+                quote!(#arg.into_vec())
+            } else {
+                quote!(#arg)
+            }
+        });
+    let (helper, result) = match method.kind {
+        MethodKind::Unary if is_byte_vec(&method.ok) => (
+            quote!(unary),
+            quote!(.map(#krate::__private::ByteBuf::from)),
+        ),
+        MethodKind::Unary => (quote!(unary), quote!()),
+        MethodKind::OneWay => (quote!(oneway), quote!()),
+        MethodKind::Stream { .. } => (quote!(server_stream), quote!()),
     };
     quote! {
         #id => {
             let service = ::std::sync::Arc::clone(&self.inner);
             #krate::__private::#helper(request, move |#pattern: #ty| async move {
-                service.#name(#(#names),*).await
+                service.#name(#(#call_args),*).await #result
             })
         }
     }
 }
 
-fn stub_method(index: usize, method: &Method) -> TokenStream {
+fn stub_method(krate: &syn::Path, index: usize, method: &Method) -> TokenStream {
     let mut sig = method.sig.clone();
     let names = arg_names(method);
     for (input, name) in sig
@@ -216,12 +236,25 @@ fn stub_method(index: usize, method: &Method) -> TokenStream {
             });
         }
     }
+    let wire_args = names.iter().zip(&method.arg_types).map(|(name, ty)| {
+        if is_byte_vec(ty) {
+            quote!(#krate::__private::Bytes::new(&#name))
+        } else {
+            quote!(#name)
+        }
+    });
     let args = if names.is_empty() {
         quote!(&[(); 0])
     } else {
-        quote!(&(#(#names,)*))
+        quote!(&(#(#wire_args,)*))
     };
     let call = match method.kind {
+        MethodKind::Unary if is_byte_vec(&method.ok) => quote! {
+            self.client
+                .unary::<_, #krate::__private::ByteBuf, _>(#index, #args)
+                .await
+                .map(#krate::__private::ByteBuf::into_vec)
+        },
         MethodKind::Unary => quote!(self.client.unary(#index, #args).await),
         MethodKind::OneWay => quote!(self.client.oneway(#index, #args).await),
         MethodKind::Stream { .. } => quote!(self.client.server_stream(#index, #args).await),

@@ -280,3 +280,11 @@ fn check_owned(ty: &Type) -> syn::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// True for `Vec<u8>`, which travels as bytes rather than as a sequence of integers.
+pub(crate) fn is_byte_vec(ty: &Type) -> bool {
+    match last_segment_args(ty, "Vec").as_deref() {
+        Some([Type::Path(inner)]) => inner.qself.is_none() && inner.path.is_ident("u8"),
+        _ => false,
+    }
+}

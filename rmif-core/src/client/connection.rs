@@ -224,7 +224,9 @@ async fn read_loop(
 ) {
     let link = connection.link.clone();
     loop {
+        // The reader comes first so that a busy connection never pays for the other branch.
         let frame = tokio::select! {
+            biased;
             frame = reader.next() => frame,
             _ = link.closed() => break,
         };

@@ -133,6 +133,11 @@ impl Endpoint {
         &self,
         deadline: Instant,
     ) -> Result<Arc<ClientConnection>, Error> {
+        if let State::Connected(connection) = &*self.status.state.borrow() {
+            if connection.is_usable() {
+                return Ok(connection.clone());
+            }
+        }
         let mut state = self.status.state.subscribe();
         loop {
             match &*state.borrow_and_update() {

@@ -3,7 +3,6 @@
 
 mod connection;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::config::ProviderConfig;
 use crate::service::{ServiceKey, ServiceProvider};
+use crate::sync::IdMap;
 
 /// A service as registered on the server.
 pub(crate) struct Registered {
@@ -28,7 +28,7 @@ pub(crate) struct Registered {
 /// State shared by the accept loop, every connection and the handle.
 pub(crate) struct ServerShared {
     pub(crate) config: ProviderConfig,
-    pub(crate) services: HashMap<u64, Registered>,
+    pub(crate) services: IdMap<Registered>,
     active: AtomicUsize,
     connections: AtomicUsize,
     idle: Notify,
@@ -155,7 +155,7 @@ impl ServerBuilder {
 
     /// Serves on an already bound listener.
     pub fn serve_on(self, listener: TcpListener) -> Result<ServerHandle, Error> {
-        let mut services = HashMap::new();
+        let mut services = IdMap::default();
         for (service_key, provider) in self.services {
             let id = service_key.id();
             let key = service_key.to_string();

@@ -2,6 +2,7 @@
 //! writer task moves everything queued to the socket in a single write.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 use tokio::sync::Notify;
@@ -19,6 +20,10 @@ pub(crate) struct WriteQueue {
     state: Mutex<QueueState>,
     writer_wake: Notify,
     space: Notify,
+    /// Producers waiting in `wait_for_space`; the writer only notifies when there are any.
+    waiting_for_space: AtomicUsize,
+    /// Bytes queued, readable without the lock (the check every producer makes first).
+    queued_bytes: AtomicUsize,
     high_water: usize,
 }
 
@@ -38,6 +43,8 @@ impl WriteQueue {
             }),
             writer_wake: Notify::new(),
             space: Notify::new(),
+            waiting_for_space: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
             high_water,
         }
     }
@@ -50,6 +57,7 @@ impl WriteQueue {
         }
         let was_empty = state.buf.is_empty();
         frame.encode(&mut state.buf);
+        self.queued_bytes.store(state.buf.len(), Ordering::Relaxed);
         drop(state);
         if was_empty {
             self.writer_wake.notify_one();
@@ -61,18 +69,20 @@ impl WriteQueue {
     /// Producers that can be slowed down call this before [`WriteQueue::push`] so that a peer
     /// that stops reading cannot make this process buffer without bound.
     pub(crate) async fn wait_for_space(&self) {
-        if self.has_space() {
+        if self.queued_bytes.load(Ordering::Relaxed) < self.high_water {
             return;
         }
+        self.waiting_for_space.fetch_add(1, Ordering::SeqCst);
         loop {
             let notified = self.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.has_space() {
-                return;
+                break;
             }
             notified.await;
         }
+        self.waiting_for_space.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn has_space(&self) -> bool {
@@ -89,8 +99,11 @@ impl WriteQueue {
             return false;
         }
         std::mem::swap(&mut state.buf, spare);
+        self.queued_bytes.store(0, Ordering::Relaxed);
         drop(state);
-        self.space.notify_waiters();
+        if self.waiting_for_space.load(Ordering::SeqCst) > 0 {
+            self.space.notify_waiters();
+        }
         true
     }
 
@@ -102,6 +115,7 @@ impl WriteQueue {
     /// Refuses further frames; those already queued can still be taken.
     pub(crate) fn close(&self) {
         lock(&self.state).closed = true;
+        self.queued_bytes.store(0, Ordering::Relaxed);
         self.space.notify_waiters();
     }
 }

@@ -190,3 +190,17 @@ fn decoder_errors_name_the_problem() {
         Err(ProtocolError::UnexpectedEof { buffered: 10 })
     ));
 }
+
+#[tokio::test]
+async fn byte_vectors_travel_as_msgpack_bin() {
+    use crate::raw::{RawPeer, request};
+    let (server, _) = crate::support::start_provider(rmif_core::ProviderConfig::loopback()).await;
+    let mut peer = RawPeer::connect(server.local_addr()).await;
+    // echo(vec![1, 2, 3]): an array of one bin.
+    peer.send(request(1, "echo", 1, 0, &[0x91, 0xc4, 0x03, 1, 2, 3]))
+        .await;
+    let answer = peer.next_answer().await.expect("an answer");
+    assert_eq!(answer.header.status, Status::Ok as u8);
+    assert_eq!(hex(&answer.body), "c4 03 01 02 03");
+    server.shutdown().await;
+}
