@@ -287,6 +287,34 @@ impl WatchMessage {
     }
 }
 
+/// Answers that say which state they reflect, so that clients can keep track of the newest.
+pub trait Reflects {
+    /// The zxid of the state the answer reflects (or of the write it reports).
+    fn zxid(&self) -> u64;
+}
+
+macro_rules! reflects {
+    ($($answer:ty),*) => {
+        $(impl Reflects for $answer {
+            fn zxid(&self) -> u64 {
+                self.zxid
+            }
+        })*
+    };
+}
+
+reflects!(
+    Created,
+    Written,
+    NodeData,
+    ChildList,
+    NodeStat,
+    MultiResponse,
+    Synced,
+    SessionGrant,
+    KeepAliveAck
+);
+
 /// The registry's client-facing service.
 #[rmif_core::service(name = "rmif.Registry")]
 pub trait Registry {

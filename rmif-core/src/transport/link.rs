@@ -161,10 +161,15 @@ async fn run_writer(link: Arc<Link>, mut io: OwnedWriteHalf, liveness: Liveness)
                 spare = BytesMut::with_capacity(8 * 1024);
             }
         }
+        if link.is_closed() {
+            break;
+        }
+        // Queued frames first: a busy connection then never polls the other branches (closing
+        // also wakes the writer through the queue).
         tokio::select! {
             biased;
-            _ = link.closed() => break,
             _ = link.queue.queued() => {}
+            _ = link.closed() => break,
             _ = ticker.tick() => {
                 if link.heard_from_peer.swap(false, Ordering::Relaxed) {
                     silent_ticks = 0;

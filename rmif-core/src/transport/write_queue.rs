@@ -117,6 +117,7 @@ impl WriteQueue {
         lock(&self.state).closed = true;
         self.queued_bytes.store(0, Ordering::Relaxed);
         self.space.notify_waiters();
+        self.writer_wake.notify_one();
     }
 }
 

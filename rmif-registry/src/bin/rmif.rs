@@ -118,6 +118,22 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The node the command is about, if any.
+    fn path(&self) -> Option<&str> {
+        match self {
+            Command::Create { path, .. }
+            | Command::Get { path, .. }
+            | Command::Set { path, .. }
+            | Command::Delete { path, .. }
+            | Command::Ls { path }
+            | Command::Stat { path }
+            | Command::Watch { path, .. } => Some(path),
+            Command::Sync | Command::Status => None,
+        }
+    }
+}
+
 fn resolve_servers(servers: &[String]) -> Result<Vec<SocketAddr>, String> {
     servers
         .iter()
@@ -383,8 +399,8 @@ async fn watch(
     }
 }
 
-/// One row per member: those in `--servers` are asked directly; members they list but that
-/// were not given are shown as known but not contacted.
+/// One row per member: those in `--servers` are asked directly; members their configuration
+/// lists beyond those are shown as known but not contacted.
 async fn status(client: &RegistryClient, json: bool) {
     let mut rows = Vec::new();
     let mut known_members: Vec<(u64, String)> = Vec::new();
@@ -416,15 +432,20 @@ async fn status(client: &RegistryClient, json: bool) {
             })),
         }
     }
-    for (id, peer_addr) in known_members {
-        if !rows.iter().any(|row| row["id"] == json!(id)) {
-            rows.push(json!({
-                "id": id,
-                "address": null,
-                "peer_address": peer_addr,
-                "reachable": false,
-                "error": "not in --servers, so not contacted",
-            }));
+    // Members the configuration lists beyond those given in --servers: their client addresses
+    // are unknown here, so they are shown by id (an unreachable server above may be one of
+    // them when the counts do not say otherwise).
+    if known_members.len() > client.servers().len() {
+        for (id, peer_addr) in known_members {
+            if !rows.iter().any(|row| row["id"] == json!(id)) {
+                rows.push(json!({
+                    "id": id,
+                    "address": null,
+                    "peer_address": peer_addr,
+                    "reachable": false,
+                    "error": "not contacted: its client address is not in --servers",
+                }));
+            }
         }
     }
     if json {
@@ -464,10 +485,17 @@ async fn status(client: &RegistryClient, json: bool) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let path = cli.command.path().map(str::to_owned);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("rmif: {error}");
+            // Every error names the node it is about, even those (no quorum, a lost
+            // connection) whose message does not.
+            let message = error.to_string();
+            match path {
+                Some(path) if !message.contains(&path) => eprintln!("rmif: {path}: {message}"),
+                _ => eprintln!("rmif: {message}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 use crate::api::{
     ChildList, CreateRequest, Created, DeleteRequest, MemberStatus, MultiRequest, MultiResponse,
-    NodeData, NodeStat, ReadRequest, Registry, RegistryConsumer, SetRequest, Synced, WatchMode,
-    Written,
+    NodeData, NodeStat, ReadRequest, Reflects, Registry, RegistryConsumer, SetRequest, Synced,
+    WatchMode, Written,
 };
 use crate::error::RegistryError;
 use crate::tree::{Op, SessionCall};
@@ -193,6 +193,24 @@ impl RegistryClient {
         }
     }
 
+    /// Sends `request` with failover and records the zxid of the answer.
+    async fn request<R, T, F, Fut>(
+        &self,
+        retry: Retry,
+        request: R,
+        send: F,
+    ) -> Result<T, RegistryError>
+    where
+        R: Clone,
+        T: Reflects,
+        F: Fn(RegistryConsumer, R) -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        let answer = self.call(retry, |stub| send(stub, request.clone())).await?;
+        self.saw(answer.zxid());
+        Ok(answer)
+    }
+
     fn read_request(&self, path: &str, consistency: Consistency) -> ReadRequest {
         ReadRequest {
             path: path.to_owned(),
@@ -231,14 +249,12 @@ impl RegistryClient {
         } else {
             Retry::IfNotPerformed
         };
-        let created = self
-            .call(retry, |stub| {
-                let request = request.clone();
-                async move { stub.create(request).await }
-            })
-            .await?;
-        self.saw(created.zxid);
-        Ok(created)
+        self.request(
+            retry,
+            request,
+            |stub, r| async move { stub.create(r).await },
+        )
+        .await
     }
 
     /// Replaces a node's data, if its version is `version` (when given).
@@ -254,14 +270,10 @@ impl RegistryClient {
             version,
             session: None,
         };
-        let written = self
-            .call(Retry::IfNotPerformed, |stub| {
-                let request = request.clone();
-                async move { stub.set(request).await }
-            })
-            .await?;
-        self.saw(written.zxid);
-        Ok(written)
+        self.request(Retry::IfNotPerformed, request, |stub, r| async move {
+            stub.set(r).await
+        })
+        .await
     }
 
     /// Deletes a node, if its version is `version` (when given).
@@ -271,27 +283,19 @@ impl RegistryClient {
             version,
             session: None,
         };
-        let written = self
-            .call(Retry::IfNotPerformed, |stub| {
-                let request = request.clone();
-                async move { stub.delete(request).await }
-            })
-            .await?;
-        self.saw(written.zxid);
-        Ok(written)
+        self.request(Retry::IfNotPerformed, request, |stub, r| async move {
+            stub.delete(r).await
+        })
+        .await
     }
 
     /// Applies `ops` atomically.
     pub async fn multi(&self, ops: Vec<Op>) -> Result<MultiResponse, RegistryError> {
         let request = MultiRequest { ops, session: None };
-        let response = self
-            .call(Retry::IfNotPerformed, |stub| {
-                let request = request.clone();
-                async move { stub.multi(request).await }
-            })
-            .await?;
-        self.saw(response.zxid);
-        Ok(response)
+        self.request(Retry::IfNotPerformed, request, |stub, r| async move {
+            stub.multi(r).await
+        })
+        .await
     }
 
     /// Reads a node's data and stat.
@@ -301,14 +305,10 @@ impl RegistryClient {
         consistency: Consistency,
     ) -> Result<NodeData, RegistryError> {
         let request = self.read_request(path, consistency);
-        let data = self
-            .call(Retry::Always, |stub| {
-                let request = request.clone();
-                async move { stub.get(request).await }
-            })
-            .await?;
-        self.saw(data.zxid);
-        Ok(data)
+        self.request(Retry::Always, request, |stub, r| async move {
+            stub.get(r).await
+        })
+        .await
     }
 
     /// Lists a node's children.
@@ -318,14 +318,10 @@ impl RegistryClient {
         consistency: Consistency,
     ) -> Result<ChildList, RegistryError> {
         let request = self.read_request(path, consistency);
-        let list = self
-            .call(Retry::Always, |stub| {
-                let request = request.clone();
-                async move { stub.children(request).await }
-            })
-            .await?;
-        self.saw(list.zxid);
-        Ok(list)
+        self.request(Retry::Always, request, |stub, r| async move {
+            stub.children(r).await
+        })
+        .await
     }
 
     /// Reads a node's stat.
@@ -335,23 +331,20 @@ impl RegistryClient {
         consistency: Consistency,
     ) -> Result<NodeStat, RegistryError> {
         let request = self.read_request(path, consistency);
-        let stat = self
-            .call(Retry::Always, |stub| {
-                let request = request.clone();
-                async move { stub.stat(request).await }
-            })
-            .await?;
-        self.saw(stat.zxid);
-        Ok(stat)
+        self.request(Retry::Always, request, |stub, r| async move {
+            stub.stat(r).await
+        })
+        .await
     }
 
     /// A quorum barrier on the member this client talks to.
     pub async fn sync(&self) -> Result<Synced, RegistryError> {
-        let synced = self
-            .call(Retry::Always, |stub| async move { stub.sync().await })
-            .await?;
-        self.saw(synced.zxid);
-        Ok(synced)
+        self.request(
+            Retry::Always,
+            (),
+            |stub, ()| async move { stub.sync().await },
+        )
+        .await
     }
 
     /// The status of the member at `addr` (one of this client's servers), without failover.

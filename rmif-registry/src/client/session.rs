@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CreateMode, RegistryClient};
 use crate::api::{
-    AttachSessionRequest, CreateRequest, Created, DeleteRequest, OpenSessionRequest, Registry,
-    SessionGrant, SessionRequest, SetRequest, Written,
+    AttachSessionRequest, CreateRequest, Created, DeleteRequest, OpenSessionRequest, Reflects,
+    Registry, RegistryConsumer, SessionGrant, SessionRequest, SetRequest, Written,
 };
 use crate::error::RegistryError;
 use crate::tree::SessionCall;
@@ -160,15 +160,8 @@ impl Session {
             sequential: mode.sequential,
             session: Some(self.call()),
         };
-        let created = self
-            .inner
-            .retrying(|stub| {
-                let request = request.clone();
-                async move { stub.create(request).await }
-            })
-            .await?;
-        self.inner.client.observe(created.zxid);
-        Ok(created)
+        self.request(request, |stub, r| async move { stub.create(r).await })
+            .await
     }
 
     /// Replaces a node's data in this session.
@@ -184,15 +177,8 @@ impl Session {
             version,
             session: Some(self.call()),
         };
-        let written = self
-            .inner
-            .retrying(|stub| {
-                let request = request.clone();
-                async move { stub.set(request).await }
-            })
-            .await?;
-        self.inner.client.observe(written.zxid);
-        Ok(written)
+        self.request(request, |stub, r| async move { stub.set(r).await })
+            .await
     }
 
     /// Deletes a node in this session.
@@ -202,15 +188,25 @@ impl Session {
             version,
             session: Some(self.call()),
         };
-        let written = self
+        self.request(request, |stub, r| async move { stub.delete(r).await })
+            .await
+    }
+
+    /// Sends `request` to the member holding the session (moving it when needed) and records
+    /// the zxid of the answer.
+    async fn request<R, T, F, Fut>(&self, request: R, send: F) -> Result<T, RegistryError>
+    where
+        R: Clone,
+        T: Reflects,
+        F: Fn(RegistryConsumer, R) -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        let answer = self
             .inner
-            .retrying(|stub| {
-                let request = request.clone();
-                async move { stub.delete(request).await }
-            })
+            .retrying(|stub| send(stub, request.clone()))
             .await?;
-        self.inner.client.observe(written.zxid);
-        Ok(written)
+        self.inner.client.observe(answer.zxid());
+        Ok(answer)
     }
 
     /// Ends the session now; its ephemeral nodes are deleted.
@@ -255,7 +251,7 @@ impl Inner {
     /// same request number.
     async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, RegistryError>
     where
-        F: FnMut(crate::api::RegistryConsumer) -> Fut,
+        F: FnMut(RegistryConsumer) -> Fut,
         Fut: Future<Output = Result<T, RegistryError>>,
     {
         let deadline = Instant::now() + self.client.options().timeout;

@@ -554,8 +554,9 @@ impl Driver {
         self.propose_internal(Op::ExpireSessions { sessions: expired });
     }
 
-    /// Proposes an operation that no caller waits for.
-    fn propose_internal(&mut self, op: Op) {
+    /// Proposes `op`; returns the proposal's sequence number, which its applied entry carries
+    /// back (to find the caller waiting for it).
+    fn propose(&mut self, op: Op, session: Option<SessionCall>) -> Result<u64, RegistryError> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let command = Command {
@@ -565,16 +566,27 @@ impl Driver {
                 seq,
             },
             time_ms: now_ms(),
-            session: None,
+            session,
             op,
         };
-        match rmp_serde::to_vec(&command) {
-            Ok(data) => {
-                if let Err(error) = self.raw.propose(Vec::new(), data) {
-                    tracing::warn!(%error, "internal proposal dropped");
-                }
-            }
-            Err(error) => tracing::error!(%error, "cannot encode an internal proposal"),
+        let data = rmp_serde::to_vec(&command).map_err(|error| {
+            RegistryError::BadRequest(format!("cannot encode the operation: {error}"))
+        })?;
+        match self.raw.propose(Vec::new(), data) {
+            Ok(()) => Ok(seq),
+            Err(raft::Error::ProposalDropped) => Err(RegistryError::NoQuorum(
+                "no leader is known; the write was not accepted".to_owned(),
+            )),
+            Err(error) => Err(RegistryError::NoQuorum(format!(
+                "the write was not accepted: {error}"
+            ))),
+        }
+    }
+
+    /// Proposes an operation that no caller waits for.
+    fn propose_internal(&mut self, op: Op) {
+        if let Err(error) = self.propose(op, None) {
+            tracing::warn!(%error, "internal proposal dropped");
         }
     }
 
@@ -648,44 +660,14 @@ impl Driver {
 
     fn on_request(&mut self, request: Request) {
         match request {
-            Request::Propose { op, session, reply } => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                let command = Command {
-                    proposer: Proposer {
-                        member: self.id,
-                        incarnation: self.incarnation,
-                        seq,
-                    },
-                    time_ms: now_ms(),
-                    session,
-                    op,
-                };
-                let data = match rmp_serde::to_vec(&command) {
-                    Ok(data) => data,
-                    Err(error) => {
-                        let _ = reply.send(Err(RegistryError::BadRequest(format!(
-                            "cannot encode the operation: {error}"
-                        ))));
-                        return;
-                    }
-                };
-                match self.raw.propose(Vec::new(), data) {
-                    Ok(()) => {
-                        self.pending.insert(seq, reply);
-                    }
-                    Err(raft::Error::ProposalDropped) => {
-                        let _ = reply.send(Err(RegistryError::NoQuorum(
-                            "no leader is known; the write was not accepted".to_owned(),
-                        )));
-                    }
-                    Err(error) => {
-                        let _ = reply.send(Err(RegistryError::NoQuorum(format!(
-                            "the write was not accepted: {error}"
-                        ))));
-                    }
+            Request::Propose { op, session, reply } => match self.propose(op, session) {
+                Ok(seq) => {
+                    self.pending.insert(seq, reply);
                 }
-            }
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                }
+            },
             Request::ReadIndex { reply } => self.new_reads.push(reply),
             Request::Touch(session) => self.touch(session),
         }

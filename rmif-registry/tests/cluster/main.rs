@@ -1,5 +1,6 @@
 //! Multi-process tests of the registry: members are real processes, killed with SIGKILL.
 
+mod cli;
 mod errors;
 mod linearizability;
 mod proxy;

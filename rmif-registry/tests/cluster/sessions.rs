@@ -432,3 +432,58 @@ async fn a_moved_session_refuses_its_old_connection_and_an_expired_one_stays_dea
     );
     second.keep_alive(heartbeat).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_retried_across_leader_kills_are_applied_once() {
+    let mut cluster = Cluster::start(3, Settings::default()).await;
+    let client = cluster.client();
+    client
+        .create("/once", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let session = client.open_session(Duration::from_secs(5)).await.unwrap();
+    let sequential = CreateMode {
+        ephemeral: false,
+        sequential: true,
+    };
+    // Sequential creates make a duplicate visible: a create applied twice leaves an extra node
+    // that no call reported.
+    let creator = tokio::spawn(async move {
+        let mut created = Vec::new();
+        for _ in 0..120 {
+            created.push(
+                session
+                    .create("/once/n-", b"", sequential)
+                    .await
+                    .unwrap()
+                    .path,
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        created
+    });
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+        cluster.kill(leader);
+        cluster.wait_for_leader(Duration::from_secs(10)).await;
+        cluster.spawn(leader);
+    }
+    let created = creator.await.unwrap();
+    let children = cluster
+        .client()
+        .children("/once", Consistency::Linearizable)
+        .await
+        .unwrap()
+        .children;
+    let reported: BTreeSet<String> = created
+        .iter()
+        .map(|p| p.trim_start_matches("/once/").to_owned())
+        .collect();
+    assert_eq!(reported.len(), 120, "every create reported a distinct node");
+    assert_eq!(
+        children.into_iter().collect::<BTreeSet<_>>(),
+        reported,
+        "no create was applied twice"
+    );
+}

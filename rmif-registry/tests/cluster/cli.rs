@@ -1,0 +1,129 @@
+//! The `rmif` command line, run as a process against real members: output for people and for
+//! machines, and errors that name the path and the reason with a non-zero exit code.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::support::{Cluster, Settings};
+
+fn rmif(cluster: &Cluster, args: &[&str]) -> Output {
+    let servers = cluster
+        .servers()
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    Command::new(env!("CARGO_BIN_EXE_rmif"))
+        .args(["--servers", &servers, "--timeout", "3000"])
+        .args(args)
+        .output()
+        .expect("run rmif")
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "rmif failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn failed(output: &Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_writes_and_reports_errors_by_path() {
+    let mut cluster = Cluster::start(3, Settings::default()).await;
+
+    assert_eq!(
+        ok(&rmif(&cluster, &["create", "/app", "hello"])),
+        "created /app\n"
+    );
+    assert_eq!(ok(&rmif(&cluster, &["get", "/app"])), "hello\n");
+    assert_eq!(ok(&rmif(&cluster, &["get", "--stale", "/app"])), "hello\n");
+    assert_eq!(
+        ok(&rmif(&cluster, &["set", "/app", "world", "--version", "0"])),
+        "set /app (version 1)\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(ok(&rmif(&cluster, &["--json", "get", "/app"])).trim()).unwrap();
+    assert_eq!(json["path"], "/app");
+    assert_eq!(json["data"], "world");
+    assert_eq!(json["stat"]["version"], 1);
+    assert!(json["zxid"].as_u64().unwrap() > 0);
+
+    assert_eq!(
+        ok(&rmif(
+            &cluster,
+            &["create", "--sequential", "/app/job-", "x"]
+        )),
+        "created /app/job-0000000000\n"
+    );
+    assert_eq!(ok(&rmif(&cluster, &["ls", "/app"])), "job-0000000000\n");
+    assert!(ok(&rmif(&cluster, &["stat", "/app"])).contains("num_children = 1"));
+    assert!(ok(&rmif(&cluster, &["sync"])).starts_with("synced (zxid "));
+    let json_lines = ok(&rmif(&cluster, &["--json", "ls", "/app"]));
+    assert_eq!(json_lines.lines().count(), 1, "one JSON object per result");
+
+    let status = ok(&rmif(&cluster, &["status"]));
+    assert_eq!(
+        status.lines().filter(|l| l.contains("leader")).count(),
+        1,
+        "{status}"
+    );
+    assert_eq!(
+        status.lines().filter(|l| l.contains("follower")).count(),
+        2,
+        "{status}"
+    );
+    let status_json = ok(&rmif(&cluster, &["--json", "status"]));
+    for line in status_json.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["reachable"], true);
+        assert!(row["applied"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["term"].as_u64().unwrap() > 0, "{row}");
+    }
+
+    let cases: [(&[&str], &str); 6] = [
+        (&["create", "/app", "again"], "/app: node already exists"),
+        (&["get", "/missing"], "/missing: no such node"),
+        (
+            &["set", "/app", "x", "--version", "7"],
+            "/app: version conflict (expected 7, found 1)",
+        ),
+        (&["delete", "/app"], "/app: node has children"),
+        (&["create", "/a//b"], "\"/a//b\": invalid path"),
+        (&["create", "/nothing/here"], "/nothing: no such node"),
+    ];
+    for (args, expected) in cases {
+        let stderr = failed(&rmif(&cluster, args));
+        assert!(stderr.starts_with("rmif: "), "{stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+
+    // Without a quorum: an error that still names the path, and a member shown unreachable.
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.kill(leader);
+    cluster.kill(follower);
+    let stderr = failed(&rmif(&cluster, &["create", "/app/lonely", "x"]));
+    assert!(
+        stderr.contains("/app/lonely")
+            && (stderr.contains("no quorum") || stderr.contains("outcome unknown")),
+        "{stderr}"
+    );
+    let status = ok(&rmif(&cluster, &["status"]));
+    assert_eq!(
+        status.lines().filter(|l| l.contains("no (")).count(),
+        2,
+        "{status}"
+    );
+}
