@@ -127,9 +127,17 @@ impl ClientConnection {
         }
     }
 
-    /// Queues a frame once the write buffer has room. Returns false if the connection closed.
-    pub(crate) async fn send(&self, frame: &OutFrame<'_>) -> bool {
-        self.link.send_when_ready(frame).await
+    /// Queues a frame once the write buffer has room. A call that is alone on the connection
+    /// (`alone`) writes it at once from the calling task, saving the writer task's wake-up;
+    /// otherwise the writer task coalesces it with the others. Returns false if the connection
+    /// closed.
+    pub(crate) async fn send(&self, frame: &OutFrame<'_>, alone: bool) -> bool {
+        self.link.ready().await;
+        if alone {
+            self.link.send_and_flush(frame)
+        } else {
+            self.link.send(frame)
+        }
     }
 
     /// Queues a frame without waiting for buffer room (control frames).

@@ -134,10 +134,8 @@ impl ServiceClient {
         self.with_retries(settings, request, deadline, |endpoint| async move {
             let connection = endpoint.connection(deadline).await?;
             let id = connection.next_request_id();
-            if connection
-                .send(&self.request_frame(settings, request, id, deadline))
-                .await
-            {
+            let frame = self.request_frame(settings, request, id, deadline);
+            if connection.send(&frame, endpoint.in_flight() == 0).await {
                 Ok(())
             } else {
                 Err(connection.not_sent())
@@ -308,10 +306,8 @@ impl ServiceClient {
             id,
             armed: true,
         };
-        if !connection
-            .send(&self.request_frame(settings, request, id, deadline))
-            .await
-        {
+        let frame = self.request_frame(settings, request, id, deadline);
+        if !connection.send(&frame, endpoint.in_flight() <= 1).await {
             waiting.armed = false;
             connection.forget(id);
             return Err(connection.not_sent());
@@ -354,10 +350,8 @@ impl ServiceClient {
             id,
             armed: true,
         };
-        if !connection
-            .send(&self.request_frame(settings, request, id, deadline))
-            .await
-        {
+        let frame = self.request_frame(settings, request, id, deadline);
+        if !connection.send(&frame, endpoint.in_flight() <= 1).await {
             waiting.armed = false;
             connection.forget(id);
             return Err(connection.not_sent());

@@ -81,20 +81,41 @@ pub(super) async fn serve(
             }
             _ = shared.draining.cancelled(), if !going_away => continue,
         };
-        match frame {
-            Some(Ok(frame)) => {
-                link.heard_from_peer();
-                connection.on_frame(frame);
+        // Frames that arrived together are handled together, and the answers of the handlers
+        // that completed at once leave together at the end.
+        let mut next = frame;
+        let mut batch = 0;
+        loop {
+            match next {
+                Some(Ok(frame)) => {
+                    link.heard_from_peer();
+                    connection.on_frame(frame);
+                    batch += 1;
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%peer, %error, "closing connection: bad input from consumer");
+                    link.close(error.to_string());
+                    break;
+                }
+                None => {
+                    link.close("the consumer closed the connection");
+                    break;
+                }
             }
-            Some(Err(error)) => {
-                tracing::warn!(%peer, %error, "closing connection: bad input from consumer");
-                link.close(error.to_string());
-                break;
+            match reader.next().now_or_never() {
+                Some(frame) => next = frame,
+                None => break,
             }
-            None => {
-                link.close("the consumer closed the connection");
-                break;
-            }
+        }
+        // A lone request is answered from here, saving the writer task's wake-up; a batch goes
+        // to the writer task, so that reading the next batch and writing this one overlap.
+        if batch == 1 {
+            link.flush();
+        } else {
+            link.wake_writer();
+        }
+        if link.is_closed() {
+            break;
         }
         // Stop reading requests while the consumer is not reading answers.
         link.ready().await;
@@ -255,7 +276,7 @@ impl ProviderConnection {
                             "the call's deadline passed while its handler ran; the handler was stopped",
                         ),
                     };
-                    connection.answer(FrameKind::Response, id, format, &reply);
+                    connection.answer_now(FrameKind::Response, id, format, &reply);
                 };
                 self.spawn_call(id, context.scope(task), None);
             }
@@ -306,16 +327,17 @@ impl ProviderConnection {
                 Ok(Ok(stream)) => AssertUnwindSafe(stream).catch_unwind(),
                 Ok(Err(refusal)) => {
                     connection.forget(id);
-                    connection.answer(FrameKind::Response, id, format, &refusal);
+                    connection.answer_now(FrameKind::Response, id, format, &refusal);
                     return;
                 }
                 Err(panic) => {
                     connection.forget(id);
                     connection.refuse(id, Status::Internal, panic_message(&*panic));
+                    connection.link.flush();
                     return;
                 }
             };
-            connection.answer(
+            connection.answer_now(
                 FrameKind::Response,
                 id,
                 format,
@@ -345,7 +367,7 @@ impl ProviderConnection {
                 match next {
                     Some(Ok(item)) => {
                         connection.link.ready().await;
-                        connection.answer(FrameKind::StreamItem, id, format, &item);
+                        connection.answer_now(FrameKind::StreamItem, id, format, &item);
                     }
                     Some(Err(panic)) => {
                         break Reply::message(Status::Internal, panic_message(&*panic));
@@ -359,7 +381,7 @@ impl ProviderConnection {
                 }
             };
             connection.forget(id);
-            connection.answer(FrameKind::StreamEnd, id, format, &end);
+            connection.answer_now(FrameKind::StreamEnd, id, format, &end);
         };
         self.spawn_call(id, context.scope(task), Some(credit));
     }
@@ -419,16 +441,24 @@ impl ProviderConnection {
         }
     }
 
-    /// Answers with a UTF-8 message and a non-ok status.
+    /// Queues an answer with a UTF-8 message and a non-ok status (the reader flushes).
     fn refuse(&self, id: u64, status: Status, message: impl std::fmt::Display) {
         let reply = Reply::message(status, message);
-        self.link.send(&OutFrame::new(
+        self.link.queue(&OutFrame::new(
             FrameHeader::new(FrameKind::Response, id).with_status(status),
             &reply.body,
         ));
     }
 
-    /// Sends a reply, compressed if the provider's policy says so.
+    /// Sends a reply from a task other than the reader: written at once if the connection is
+    /// idle.
+    fn answer_now(&self, kind: FrameKind, id: u64, format: Serialization, reply: &Reply) {
+        self.answer(kind, id, format, reply);
+        self.link.flush();
+    }
+
+    /// Queues a reply, compressed if the provider's policy says so (the reader flushes after
+    /// the frames it received together).
     fn answer(&self, kind: FrameKind, id: u64, format: Serialization, reply: &Reply) {
         let max = self.shared.config.max_frame_size;
         if reply.body.len() > max {
@@ -450,9 +480,9 @@ impl ProviderConnection {
         if serialized && policy.applies_to(reply.body.len()) {
             let mut packed = BytesMut::with_capacity(reply.body.len() / 2 + 16);
             header.compression = policy.compress_into(&reply.body, &mut packed) as u8;
-            self.link.send(&OutFrame::new(header, &packed));
+            self.link.queue(&OutFrame::new(header, &packed));
         } else {
-            self.link.send(&OutFrame::new(header, &reply.body));
+            self.link.queue(&OutFrame::new(header, &reply.body));
         }
     }
 }

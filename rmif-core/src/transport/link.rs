@@ -1,5 +1,10 @@
 //! One TCP connection's shared half: the write queue, the writer task with its heartbeats, and
 //! the reason the connection closed.
+//!
+//! Frames reach the socket in queue order by one of two ways, never both at once (a `writing`
+//! flag decides): the writer task, which coalesces whatever accumulated while it was busy, or,
+//! when the connection is idle, the sender itself (`flush`), which saves a task wake-up on every
+//! message of a lightly loaded connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,8 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
@@ -40,6 +44,11 @@ pub(crate) struct Liveness {
 /// The shared half of one connection. Readers own the [`FramedRead`] returned beside it.
 pub(crate) struct Link {
     queue: WriteQueue,
+    io: OwnedWriteHalf,
+    /// Held by whoever writes to `io`: the writer task or a sender flushing directly.
+    writing: AtomicBool,
+    /// Something was written since the last heartbeat tick.
+    wrote: AtomicBool,
     peer: SocketAddr,
     heard_from_peer: AtomicBool,
     closed: AtomicBool,
@@ -58,13 +67,16 @@ pub(crate) fn open_link(
     let (read_half, write_half) = stream.into_split();
     let link = Arc::new(Link {
         queue: WriteQueue::new(WRITE_HIGH_WATER),
+        io: write_half,
+        writing: AtomicBool::new(false),
+        wrote: AtomicBool::new(false),
         peer,
         heard_from_peer: AtomicBool::new(true),
         closed: AtomicBool::new(false),
         close_signal: CancellationToken::new(),
         close_reason: Mutex::new(None),
     });
-    tokio::spawn(run_writer(link.clone(), write_half, liveness));
+    tokio::spawn(run_writer(link.clone(), liveness));
     let reader = FramedRead::with_capacity(read_half, FrameCodec::new(max_frame_size), READ_BUFFER);
     Ok((link, reader))
 }
@@ -80,10 +92,56 @@ impl Link {
         self.queue.push(frame)
     }
 
-    /// Queues a frame once the write buffer has room. Returns false if the connection is closed.
-    pub(crate) async fn send_when_ready(&self, frame: &OutFrame<'_>) -> bool {
-        self.queue.wait_for_space().await;
-        self.queue.push(frame)
+    /// Queues a frame and, if no one is writing to the socket, writes it from this task at once.
+    /// Returns false if the connection is closed.
+    pub(crate) fn send_and_flush(&self, frame: &OutFrame<'_>) -> bool {
+        match self.queue.push_quietly(frame) {
+            None => false,
+            // Alone in the queue: write it now.
+            Some(true) => {
+                self.flush();
+                true
+            }
+            // Whoever queued before is writing or flushing, and takes this frame along.
+            Some(false) => true,
+        }
+    }
+
+    /// Queues a frame without writing or waking anyone: the caller then calls [`Link::flush`]
+    /// or [`Link::wake_writer`] once it has queued a batch (the provider's reader, after the
+    /// frames it received together).
+    pub(crate) fn queue(&self, frame: &OutFrame<'_>) -> bool {
+        self.queue.push_quietly(frame).is_some()
+    }
+
+    /// Hands what is queued to the writer task (under load, so that this task goes back to
+    /// reading while the writer writes, on another core).
+    pub(crate) fn wake_writer(&self) {
+        if !self.queue.is_empty() {
+            self.queue.wake_writer();
+        }
+    }
+
+    /// Writes what is queued from the calling task if no one else is writing (the writer task
+    /// is idle); otherwise leaves it to the one who is. Whatever the socket does not take at
+    /// once is left to the writer task.
+    pub(crate) fn flush(&self) {
+        // SeqCst on the flag and on the queue's size: a sender that finds the flag held has
+        // queued its frame before, so the holder's check of the queue after releasing the flag
+        // sees it (and writes it or wakes the writer task). No frame is left behind.
+        if self.writing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let written = self.queue.write_now(&self.io);
+        self.writing.store(false, Ordering::SeqCst);
+        self.wrote.store(true, Ordering::Relaxed);
+        match written {
+            Err(error) => self.close(format!("write to {} failed: {error}", self.peer)),
+            // Frames queued while the flag was held, or a remainder the socket did not take:
+            // the writer task writes them.
+            Ok(_) if !self.queue.is_empty() => self.queue.wake_writer(),
+            Ok(_) => {}
+        }
     }
 
     /// Waits until the write buffer has room (or the connection closed).
@@ -143,22 +201,23 @@ impl Link {
     }
 }
 
-async fn run_writer(link: Arc<Link>, mut io: OwnedWriteHalf, liveness: Liveness) {
+async fn run_writer(link: Arc<Link>, liveness: Liveness) {
     let mut spare = BytesMut::with_capacity(8 * 1024);
     let mut ticker = interval_at(Instant::now() + liveness.tick, liveness.tick);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut wrote_since_tick = false;
     let mut silent_ticks = 0;
     loop {
-        while link.queue.take(&mut spare) {
-            if let Err(error) = io.write_all(&spare).await {
+        if !link.writing.swap(true, Ordering::SeqCst) {
+            let written = write_queued(&link, &mut spare).await;
+            link.writing.store(false, Ordering::SeqCst);
+            if let Err(error) = written {
                 link.close(format!("write to {} failed: {error}", link.peer));
                 return;
             }
-            wrote_since_tick = true;
-            spare.clear();
-            if spare.capacity() > MAX_RETAINED_BUFFER {
-                spare = BytesMut::with_capacity(8 * 1024);
+            // A sender that found the flag held left its frame queued: take it now rather than
+            // wait for its wake-up.
+            if !link.queue.is_empty() {
+                continue;
             }
         }
         if link.is_closed() {
@@ -185,21 +244,43 @@ async fn run_writer(link: Arc<Link>, mut io: OwnedWriteHalf, liveness: Liveness)
                         break;
                     }
                 }
-                if !wrote_since_tick {
+                if !link.wrote.swap(false, Ordering::Relaxed) {
                     link.send(&OutFrame::new(FrameHeader::new(FrameKind::Heartbeat, 0), b""));
                 }
-                wrote_since_tick = false;
             }
         }
     }
     // Flush what was queued before the close (a go-away, final responses), but never wait long
-    // on a peer that does not read.
+    // on a peer that does not read; then half-close so the peer sees the end at once.
     let _ = tokio::time::timeout(FLUSH_ON_CLOSE, async {
-        while link.queue.take(&mut spare) {
-            io.write_all(&spare).await?;
-            spare.clear();
+        while link.writing.swap(true, Ordering::SeqCst) {
+            tokio::task::yield_now().await;
         }
-        io.shutdown().await
+        let flushed = write_queued(&link, &mut spare).await;
+        link.writing.store(false, Ordering::SeqCst);
+        flushed
     })
     .await;
+    let _ = socket2::SockRef::from(link.io.as_ref()).shutdown(std::net::Shutdown::Write);
+}
+
+/// Writes everything queued (waiting for the socket as needed). The caller holds `writing`.
+async fn write_queued(link: &Link, spare: &mut BytesMut) -> std::io::Result<()> {
+    while link.queue.take(spare) {
+        while !spare.is_empty() {
+            link.io.writable().await?;
+            match link.io.try_write(spare) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(written) => spare.advance(written),
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        }
+        link.wrote.store(true, Ordering::Relaxed);
+        spare.clear();
+        if spare.capacity() > MAX_RETAINED_BUFFER {
+            *spare = BytesMut::with_capacity(8 * 1024);
+        }
+    }
+    Ok(())
 }

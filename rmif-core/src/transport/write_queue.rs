@@ -1,10 +1,12 @@
 //! The coalescing write buffer: every sender appends encoded frames under a short lock, and one
-//! writer task moves everything queued to the socket in a single write.
+//! writer task moves everything queued to the socket in a single write (or, when the connection
+//! is idle, a sender writes it directly; see `Link::flush`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 use crate::protocol::OutFrame;
@@ -49,20 +51,57 @@ impl WriteQueue {
         }
     }
 
-    /// Appends a frame. Returns false if the queue is closed (the frame is dropped).
+    /// Appends a frame and wakes the writer if the queue was empty. Returns false if the queue
+    /// is closed (the frame is dropped).
     pub(crate) fn push(&self, frame: &OutFrame<'_>) -> bool {
+        match self.push_quietly(frame) {
+            Some(true) => {
+                self.writer_wake.notify_one();
+                true
+            }
+            Some(false) => true,
+            None => false,
+        }
+    }
+
+    /// Appends a frame without waking the writer, for a sender that flushes itself. Returns
+    /// whether the queue was empty before, or `None` if it is closed.
+    pub(crate) fn push_quietly(&self, frame: &OutFrame<'_>) -> Option<bool> {
         let mut state = lock(&self.state);
         if state.closed {
-            return false;
+            return None;
         }
         let was_empty = state.buf.is_empty();
         frame.encode(&mut state.buf);
-        self.queued_bytes.store(state.buf.len(), Ordering::Relaxed);
-        drop(state);
-        if was_empty {
-            self.writer_wake.notify_one();
+        self.queued_bytes.store(state.buf.len(), Ordering::SeqCst);
+        Some(was_empty)
+    }
+
+    /// Writes what is queued to `io` without waiting: as much as the socket takes now. The
+    /// caller must hold the connection's write permission (see `Link`). Returns true when
+    /// everything was written.
+    pub(crate) fn write_now(&self, io: &OwnedWriteHalf) -> std::io::Result<bool> {
+        let mut state = lock(&self.state);
+        while !state.buf.is_empty() {
+            match io.try_write(&state.buf) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(written) => state.buf.advance(written),
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) => return Err(error),
+            }
         }
-        true
+        self.queued_bytes.store(state.buf.len(), Ordering::SeqCst);
+        Ok(state.buf.is_empty())
+    }
+
+    /// True when nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queued_bytes.load(Ordering::SeqCst) == 0
+    }
+
+    /// Wakes the writer task.
+    pub(crate) fn wake_writer(&self) {
+        self.writer_wake.notify_one();
     }
 
     /// Waits until fewer than the high-water mark of bytes are buffered (or the queue closes).
@@ -99,7 +138,7 @@ impl WriteQueue {
             return false;
         }
         std::mem::swap(&mut state.buf, spare);
-        self.queued_bytes.store(0, Ordering::Relaxed);
+        self.queued_bytes.store(0, Ordering::SeqCst);
         drop(state);
         if self.waiting_for_space.load(Ordering::SeqCst) > 0 {
             self.space.notify_waiters();
@@ -115,7 +154,7 @@ impl WriteQueue {
     /// Refuses further frames; those already queued can still be taken.
     pub(crate) fn close(&self) {
         lock(&self.state).closed = true;
-        self.queued_bytes.store(0, Ordering::Relaxed);
+        self.queued_bytes.store(0, Ordering::SeqCst);
         self.space.notify_waiters();
         self.writer_wake.notify_one();
     }

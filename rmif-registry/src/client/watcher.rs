@@ -18,6 +18,7 @@ const BUFFER: usize = 1024;
 
 /// Changes of a watched node. Ends after the first change for one-shot modes.
 pub struct Watcher {
+    armed: Option<WatchMessage>,
     messages: mpsc::Receiver<Result<WatchMessage, RegistryError>>,
     stop: CancellationToken,
 }
@@ -36,29 +37,25 @@ impl Watcher {
         path: &str,
         mode: WatchMode,
     ) -> Result<Watcher, RegistryError> {
-        let (tx, mut rx) = mpsc::channel(BUFFER);
+        let (tx, mut messages) = mpsc::channel(BUFFER);
         let stop = CancellationToken::new();
         tokio::spawn(follow(client, path.to_owned(), mode, tx, stop.clone()));
-        // Wait for the armed message (or the error that prevents it) and hand it back first.
-        let first = rx.recv().await.ok_or_else(|| {
+        let armed = messages.recv().await.ok_or_else(|| {
             RegistryError::NoQuorum("the watch stopped before it was armed".to_owned())
-        })?;
-        let first = first?;
-        let (tx_front, messages) = mpsc::channel(BUFFER + 1);
-        let _ = tx_front.try_send(Ok(first));
-        tokio::spawn(async move {
-            while let Some(message) = rx.recv().await {
-                if tx_front.send(message).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Watcher { messages, stop })
+        })??;
+        Ok(Watcher {
+            armed: Some(armed),
+            messages,
+            stop,
+        })
     }
 
     /// The next message: armed (no events), changes of one zxid, or a resync. `None` once a
     /// one-shot watch fired or the watch ended with an error already returned.
     pub async fn next(&mut self) -> Option<Result<WatchMessage, RegistryError>> {
+        if let Some(armed) = self.armed.take() {
+            return Some(Ok(armed));
+        }
         self.messages.recv().await
     }
 }
