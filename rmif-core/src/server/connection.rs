@@ -367,7 +367,7 @@ impl ProviderConnection {
                 match next {
                     Some(Ok(item)) => {
                         connection.link.ready().await;
-                        connection.answer_now(FrameKind::StreamItem, id, format, &item);
+                        connection.answer_soon(FrameKind::StreamItem, id, format, &item);
                     }
                     Some(Err(panic)) => {
                         break Reply::message(Status::Internal, panic_message(&*panic));
@@ -455,6 +455,14 @@ impl ProviderConnection {
     fn answer_now(&self, kind: FrameKind, id: u64, format: Serialization, reply: &Reply) {
         self.answer(kind, id, format, reply);
         self.link.flush();
+    }
+
+    /// Queues a stream item for the writer task. Items of many streams on one connection are
+    /// often produced together (one registry change reaching every watcher), and the writer
+    /// sends them in one write where direct writes would cost a system call and a packet each.
+    fn answer_soon(&self, kind: FrameKind, id: u64, format: Serialization, reply: &Reply) {
+        self.answer(kind, id, format, reply);
+        self.link.wake_writer();
     }
 
     /// Queues a reply, compressed if the provider's policy says so (the reader flushes after

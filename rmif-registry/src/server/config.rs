@@ -44,7 +44,8 @@ pub struct RegistryConfig {
     pub election_ticks: usize,
     /// Ticks between leader heartbeats (`heartbeat_ticks`, default 2).
     pub heartbeat_ticks: usize,
-    /// Applied entries between snapshots (`snapshot_entries`, default 10,000).
+    /// Applied entries between snapshots (`snapshot_entries`, default 100,000, as etcd's
+    /// `snapshot-count` and ZooKeeper's `snapCount`).
     pub snapshot_entries: u64,
     /// Smallest session timeout granted (`min_session_timeout_ms`, default 500).
     pub min_session_timeout: Duration,
@@ -71,7 +72,7 @@ impl RegistryConfig {
             tick: Duration::from_millis(25),
             election_ticks: 10,
             heartbeat_ticks: 2,
-            snapshot_entries: 10_000,
+            snapshot_entries: 100_000,
             min_session_timeout: Duration::from_millis(500),
             max_session_timeout: Duration::from_secs(60),
             join_existing: false,

@@ -737,6 +737,7 @@ impl Driver {
             entries: ready.entries(),
             hard_state: hard_state.as_ref(),
             conf_state: None,
+            may_defer_sync: !ready.must_sync(),
         })?;
         self.log.append(ready.entries());
         if let Some(hard_state) = &hard_state {

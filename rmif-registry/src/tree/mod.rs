@@ -132,11 +132,21 @@ impl Default for Tree {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// A snapshot as read back.
+#[derive(Deserialize)]
 struct Image {
     last_zxid: u64,
     nodes: Vec<(String, Node)>,
     sessions: Vec<Session>,
+}
+
+/// A snapshot as written: the same encoding as [`Image`], borrowed from the live tree so that
+/// taking a snapshot copies no node.
+#[derive(Serialize)]
+struct ImageRef<'a> {
+    last_zxid: u64,
+    nodes: Vec<(&'a str, &'a Node)>,
+    sessions: Vec<&'a Session>,
 }
 
 fn no_node(path: &str) -> RegistryError {
@@ -618,16 +628,18 @@ impl Tree {
 
     /// Serializes the whole state for a Raft snapshot.
     pub fn to_snapshot(&self) -> Vec<u8> {
-        let mut nodes: Vec<(String, Node)> = self
+        let mut nodes: Vec<(&str, &Node)> = self
             .nodes
             .iter()
-            .map(|(path, node)| (path.clone(), node.clone()))
+            .map(|(path, node)| (path.as_str(), node))
             .collect();
-        nodes.sort_by(|a, b| a.0.cmp(&b.0));
-        let image = Image {
+        nodes.sort_unstable_by_key(|(path, _)| *path);
+        let mut sessions: Vec<&Session> = self.sessions.values().collect();
+        sessions.sort_unstable_by_key(|session| session.id);
+        let image = ImageRef {
             last_zxid: self.last_zxid,
             nodes,
-            sessions: self.sessions.values().cloned().collect(),
+            sessions,
         };
         rmp_serde::to_vec(&image).expect("the tree always serializes")
     }

@@ -35,8 +35,8 @@ impl Recovered {
     }
 }
 
-/// One atomic, durable write: everything in it is on disk when [`LogStore::persist`] returns,
-/// or none of it is.
+/// One atomic write: everything in it is on disk when [`LogStore::persist`] returns, or none of
+/// it is (unless `may_defer_sync` allows the store to make it durable with the next write).
 #[derive(Debug, Default)]
 pub struct Persist<'a> {
     /// A snapshot received from the leader: replaces the previous snapshot and the whole log.
@@ -47,6 +47,12 @@ pub struct Persist<'a> {
     pub hard_state: Option<&'a HardState>,
     /// The configuration to store (at bootstrap).
     pub conf_state: Option<&'a ConfState>,
+    /// Nothing here must be durable before the member goes on: only the commit index changed
+    /// (raft-rs's `Ready::must_sync` is false). The store may skip the fsync; the write then
+    /// reaches the disk with the next durable one, in order. A commit index lost in a crash is
+    /// safe: it is learned again from the leader, and replies never depend on it being on this
+    /// member's disk. Saves an fsync per write on the leader's and followers' critical path.
+    pub may_defer_sync: bool,
 }
 
 impl Persist<'_> {
@@ -67,7 +73,8 @@ pub trait LogStore: Send + 'static {
     /// Reads everything back after a restart.
     fn recover(&self) -> Result<Recovered, StorageError>;
 
-    /// Writes `batch` atomically and durably (fsync) before returning.
+    /// Writes `batch` atomically and, unless `batch.may_defer_sync`, durably (fsync) before
+    /// returning. A deferred write must become durable no later than the next durable one.
     fn persist(&mut self, batch: Persist<'_>) -> Result<(), StorageError>;
 
     /// Stores a snapshot made by this member and drops the entries it covers; later entries

@@ -96,7 +96,14 @@ impl LogStore for RedbStore {
             return Ok(());
         }
         let mut txn = self.db.begin_write().map_err(|e| failed("begin")(&e))?;
-        txn.set_durability(self.durability)
+        // A non-durable redb commit is made durable by the next durable one (commits are
+        // ordered), which is what `may_defer_sync` asks for.
+        let durability = if batch.may_defer_sync {
+            Durability::None
+        } else {
+            self.durability
+        };
+        txn.set_durability(durability)
             .map_err(|e| failed("set durability")(&e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| failed("open meta")(&e))?;
