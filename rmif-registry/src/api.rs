@@ -243,6 +243,10 @@ pub struct WatchRequest {
     pub mode: WatchMode,
     /// Deliver changes after this zxid (to resume without a gap); `None`: from now.
     pub since_zxid: Option<u64>,
+    /// Never arm from a state older than this zxid (the newest the client has seen), so that a
+    /// new watch does not report, as news, changes its client already saw.
+    #[serde(default)]
+    pub min_zxid: u64,
 }
 
 /// One change in a watch message.

@@ -79,6 +79,7 @@ async fn follow(
             path: path.clone(),
             mode,
             since_zxid: since,
+            min_zxid: client.last_zxid(),
         };
         let stub = client.stub(member);
         let opened = tokio::select! {

@@ -43,6 +43,9 @@ pub enum PeerInbound {
     Touch(Vec<u64>),
     /// That peer lost its storage and rejoined empty: what the leader believes it holds is gone.
     LostState(u64),
+    /// The connection from that peer closed or broke. When a member's process dies, the kernel
+    /// closes its sockets at once, so this is usually the first sign of a crashed member.
+    Disconnected(u64),
 }
 
 /// Something to send to a peer.
@@ -313,9 +316,13 @@ async fn read_peer(
             Some(Ok(bytes)) => bytes,
             Some(Err(error)) => {
                 tracing::warn!(%peer, from, %error, "bad frame from peer; connection closed");
+                let _ = inbound.send(PeerInbound::Disconnected(from)).await;
                 return;
             }
-            None => return,
+            None => {
+                let _ = inbound.send(PeerInbound::Disconnected(from)).await;
+                return;
+            }
         };
         match decode(&bytes, from) {
             Ok(received) => {

@@ -486,6 +486,31 @@ impl Driver {
                 }
             }
             PeerInbound::LostState(member) => self.forget_progress(member),
+            PeerInbound::Disconnected(member) => self.on_disconnected(member),
+        }
+    }
+
+    /// The connection from `member` closed. If `member` is the leader, its process most likely
+    /// died (the kernel closes a dead process's sockets at once), so this follower stops
+    /// waiting out the election timeout: it leaves the leader's lease now, so that it grants
+    /// votes, and campaigns one to three ticks later, staggered by id so that the followers
+    /// rarely split the vote. Elections are always safe; if the leader is in fact alive, the
+    /// pre-vote fails against the members that still hear it and nothing changes.
+    fn on_disconnected(&mut self, member: u64) {
+        let raft = &mut self.raw.raft;
+        if raft.state != StateRole::Follower || raft.leader_id != member || member == self.id {
+            return;
+        }
+        let lease = raft.election_timeout();
+        let campaign_at = lease + 1 + (self.id % 3) as usize;
+        // raft-rs draws election timeouts from [lease, 2 * lease).
+        if campaign_at < 2 * lease {
+            raft.set_randomized_election_timeout(campaign_at);
+            raft.election_elapsed = raft.election_elapsed.max(lease);
+            tracing::info!(
+                leader = member,
+                "lost the leader's connection; campaigning early"
+            );
         }
     }
 

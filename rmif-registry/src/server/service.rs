@@ -347,9 +347,10 @@ impl Registry for RegistryService {
         request: WatchRequest,
     ) -> Result<Streaming<WatchMessage, RegistryError>, RegistryError> {
         path::validate(&request.path)?;
-        if let Some(since) = request.since_zxid {
-            // Never resume a watcher from a state older than one it has seen.
-            self.replica.wait_applied(since, Self::deadline()).await?;
+        // Never arm or resume a watcher from a state older than one its client has seen.
+        let seen = request.since_zxid.unwrap_or(0).max(request.min_zxid);
+        if *self.replica.shared().applied.borrow() < seen {
+            self.replica.wait_applied(seen, Self::deadline()).await?;
         }
         let shared = self.replica.shared().clone();
         let subscription = shared.subscribe(request.since_zxid);

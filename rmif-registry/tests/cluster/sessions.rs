@@ -213,8 +213,12 @@ async fn two_hundred_watchers_all_see_one_change() {
         .create("/fan", b"0", CreateMode::PERSISTENT)
         .await
         .unwrap();
-    // Spread over several connections and every member.
+    // Spread over several connections and every member. Each client first catches up with the
+    // create (as a ZooKeeper client would with `sync`): a member may not have applied it yet.
     let clients: Vec<RegistryClient> = (0..8).map(|_| cluster.client()).collect();
+    for client in &clients {
+        client.sync().await.unwrap();
+    }
     let mut watchers = Vec::new();
     for i in 0..200 {
         watchers.push(
