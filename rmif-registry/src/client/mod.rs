@@ -2,6 +2,7 @@
 //! fails over to the others, and never reads a state older than one it has already seen.
 
 mod session;
+mod shared_watch;
 mod watcher;
 
 pub use session::{Session, SessionState};
@@ -22,6 +23,7 @@ use crate::api::{
 };
 use crate::error::RegistryError;
 use crate::tree::{Op, SessionCall};
+use shared_watch::SharedWatches;
 
 /// How a [`RegistryClient`] behaves.
 #[derive(Debug, Clone)]
@@ -92,6 +94,7 @@ struct Inner {
     preferred: AtomicUsize,
     last_zxid: AtomicU64,
     options: ClientOptions,
+    shared_watches: SharedWatches,
 }
 
 /// Whether an operation may be sent again after a failure.
@@ -131,6 +134,7 @@ impl RegistryClient {
                 preferred: AtomicUsize::new(fastrand::usize(..servers.len().max(1))),
                 last_zxid: AtomicU64::new(0),
                 options,
+                shared_watches: SharedWatches::default(),
             }),
         }
     }
@@ -164,6 +168,9 @@ impl RegistryClient {
         let deadline = Instant::now() + self.inner.options.timeout;
         let start = self.inner.preferred.load(Ordering::Relaxed);
         let mut attempt = 0usize;
+        // The last answer a member gave (say, "no quorum"): more useful to report than the
+        // connection failures of members that are down.
+        let mut answered: Option<RegistryError> = None;
         loop {
             let index = (start + attempt) % members.len();
             let outcome = call(members[index].stub.clone()).await;
@@ -177,8 +184,19 @@ impl RegistryClient {
                         Retry::Always => error.is_retryable(),
                         Retry::IfNotPerformed => error.was_not_performed(),
                     };
-                    if !may_retry || Instant::now() >= deadline {
+                    if !may_retry {
                         return Err(error);
+                    }
+                    if Instant::now() >= deadline {
+                        // Every attempt failed in a way that allowed another, so reporting an
+                        // earlier one is as true as reporting the last.
+                        return Err(match (error, answered) {
+                            (RegistryError::Rpc(_), Some(answer)) => answer,
+                            (error, _) => error,
+                        });
+                    }
+                    if !matches!(error, RegistryError::Rpc(_)) {
+                        answered = Some(error.clone());
                     }
                     tracing::debug!(member = %members[index].addr, %error, "registry call failed; trying another member");
                     attempt += 1;
@@ -387,6 +405,11 @@ impl RegistryClient {
     /// The member calls go to first.
     pub(crate) fn preferred(&self) -> usize {
         self.inner.preferred.load(Ordering::Relaxed)
+    }
+
+    /// The persistent watches this client shares between its watchers.
+    pub(crate) fn shared_watches(&self) -> &SharedWatches {
+        &self.inner.shared_watches
     }
 
     /// Records that `zxid` was seen.

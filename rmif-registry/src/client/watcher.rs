@@ -1,7 +1,9 @@
 //! A client watch that survives failovers: when its stream breaks it reopens on a member that
 //! answers, asking for the changes after the last zxid it delivered, so the application sees
-//! every change once, in order, or an explicit resync.
+//! every change once, in order, or an explicit resync. Persistent and recursive watches of one
+//! node share one stream per client (see `shared_watch`); one-shot watches have their own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -9,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::RegistryClient;
+use super::shared_watch::{HubCore, Next, SharedFeed};
 use crate::api::{Registry, WatchMessage, WatchMode, WatchRequest};
 use crate::error::RegistryError;
 
@@ -19,13 +22,29 @@ const BUFFER: usize = 1024;
 /// Changes of a watched node. Ends after the first change for one-shot modes.
 pub struct Watcher {
     armed: Option<WatchMessage>,
-    messages: mpsc::Receiver<Result<WatchMessage, RegistryError>>,
-    stop: CancellationToken,
+    source: Source,
+    client: RegistryClient,
+    path: String,
+    mode: WatchMode,
 }
 
-impl Drop for Watcher {
+/// Where a watcher's messages come from.
+enum Source {
+    /// A stream of its own, read by a task that stops when the watcher is dropped.
+    Private {
+        messages: mpsc::Receiver<Result<WatchMessage, RegistryError>>,
+        _stop: StopOnDrop,
+    },
+    /// The client's shared stream of the same node and mode.
+    Shared(SharedFeed),
+}
+
+/// Cancels the token when dropped.
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.0.cancel();
     }
 }
 
@@ -37,17 +56,55 @@ impl Watcher {
         path: &str,
         mode: WatchMode,
     ) -> Result<Watcher, RegistryError> {
-        let (tx, mut messages) = mpsc::channel(BUFFER);
-        let stop = CancellationToken::new();
-        tokio::spawn(follow(client, path.to_owned(), mode, tx, stop.clone()));
-        let armed = messages.recv().await.ok_or_else(|| {
-            RegistryError::NoQuorum("the watch stopped before it was armed".to_owned())
-        })??;
+        let (armed, source) = if mode.is_one_shot() {
+            let (mut messages, stop) = Self::private(&client, path, mode, None);
+            let armed = messages.recv().await.ok_or_else(|| {
+                RegistryError::NoQuorum("the watch stopped before it was armed".to_owned())
+            })??;
+            let source = Source::Private {
+                messages,
+                _stop: stop,
+            };
+            (armed, source)
+        } else {
+            let feed = SharedFeed::join(&client, path, mode).await?;
+            let armed = WatchMessage {
+                zxid: feed.last_zxid,
+                events: Vec::new(),
+                resync: None,
+            };
+            (armed, Source::Shared(feed))
+        };
         Ok(Watcher {
             armed: Some(armed),
-            messages,
-            stop,
+            source,
+            client,
+            path: path.to_owned(),
+            mode,
         })
+    }
+
+    /// Starts a private stream, resuming after `since` if given.
+    fn private(
+        client: &RegistryClient,
+        path: &str,
+        mode: WatchMode,
+        since: Option<u64>,
+    ) -> (
+        mpsc::Receiver<Result<WatchMessage, RegistryError>>,
+        StopOnDrop,
+    ) {
+        let (tx, messages) = mpsc::channel(BUFFER);
+        let stop = CancellationToken::new();
+        tokio::spawn(follow(
+            client.clone(),
+            path.to_owned(),
+            mode,
+            since,
+            Outlet::Private(tx),
+            stop.clone(),
+        ));
+        (messages, StopOnDrop(stop))
     }
 
     /// The next message: armed (no events), changes of one zxid, or a resync. `None` once a
@@ -56,20 +113,58 @@ impl Watcher {
         if let Some(armed) = self.armed.take() {
             return Some(Ok(armed));
         }
-        self.messages.recv().await
+        loop {
+            let since = match &mut self.source {
+                Source::Private { messages, .. } => return messages.recv().await,
+                Source::Shared(feed) => match feed.next().await {
+                    Next::Message(message) => return Some(message),
+                    Next::Behind => feed.last_zxid,
+                },
+            };
+            // Too slow for the shared stream: go on alone from where this watcher is.
+            tracing::debug!(path = %self.path, since, "watcher fell behind its shared stream");
+            let (messages, stop) = Self::private(&self.client, &self.path, self.mode, Some(since));
+            self.source = Source::Private {
+                messages,
+                _stop: stop,
+            };
+        }
     }
 }
 
-async fn follow(
+/// Where [`follow`] delivers what it reads.
+pub(crate) enum Outlet {
+    /// One watcher's channel (waits for room: the watcher's pace is the stream's).
+    Private(mpsc::Sender<Result<WatchMessage, RegistryError>>),
+    /// A shared stream's local watchers.
+    Shared(Arc<HubCore>),
+}
+
+impl Outlet {
+    /// Delivers a message; false once no one is listening.
+    async fn deliver(&self, message: Result<WatchMessage, RegistryError>) -> bool {
+        match self {
+            Outlet::Private(tx) => tx.send(message).await.is_ok(),
+            Outlet::Shared(hub) => {
+                hub.publish(message);
+                true
+            }
+        }
+    }
+}
+
+/// Reads the watch of `path`, from the changes after `since` if given (else from now), reopening
+/// it on another member whenever its stream breaks, until `stop` or a non-retryable error.
+pub(crate) async fn follow(
     client: RegistryClient,
     path: String,
     mode: WatchMode,
-    out: mpsc::Sender<Result<WatchMessage, RegistryError>>,
+    mut since: Option<u64>,
+    out: Outlet,
     stop: CancellationToken,
 ) {
     let members = client.member_count().max(1);
     let mut member = client.preferred();
-    let mut since: Option<u64> = None;
     let mut failures = 0u32;
     loop {
         if stop.is_cancelled() {
@@ -98,7 +193,7 @@ async fn follow(
                 continue;
             }
             Err(error) => {
-                let _ = out.send(Err(error)).await;
+                out.deliver(Err(error)).await;
                 return;
             }
         };
@@ -120,7 +215,7 @@ async fn follow(
                     }
                     since = Some(message.zxid);
                     let fired = !message.is_armed() && mode.is_one_shot();
-                    if out.send(Ok(message)).await.is_err() || fired {
+                    if !out.deliver(Ok(message)).await || fired {
                         return;
                     }
                 }
@@ -129,7 +224,7 @@ async fn follow(
                     break;
                 }
                 Some(Err(error)) => {
-                    let _ = out.send(Err(error)).await;
+                    out.deliver(Err(error)).await;
                     return;
                 }
                 // The member ended the stream (it is shutting down): resume elsewhere.

@@ -245,6 +245,80 @@ async fn two_hundred_watchers_all_see_one_change() {
     );
 }
 
+/// Drains `watcher` until it reflects `final_zxid`; returns how many data changes it reported,
+/// or `None` if a resync stood in for some. Zxids must strictly increase.
+async fn drain_until(watcher: &mut Watcher, final_zxid: u64) -> Option<usize> {
+    let mut changes = Some(0);
+    let mut last = 0;
+    while last < final_zxid {
+        let message = next_change(watcher, Duration::from_secs(15)).await;
+        assert!(message.zxid > last, "zxid {} after {last}", message.zxid);
+        last = message.zxid;
+        if message.resync.is_some() {
+            changes = None;
+        } else if let Some(count) = &mut changes {
+            *count += message
+                .events
+                .iter()
+                .filter(|e| e.kind == ChangeKind::DataChanged)
+                .count();
+        }
+    }
+    changes
+}
+
+/// Persistent watchers of one node on one client share a registry stream. A watcher that reads
+/// while another does not sees every change; the one that did not read fell more than the
+/// shared backlog behind, and still sees every change (or an explicit resync) afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_sharing_a_stream_each_see_every_change_even_one_that_lags() {
+    const CHANGES: usize = 1100;
+    let cluster = Cluster::start(3, Settings::default()).await;
+    let writer = cluster.client();
+    writer
+        .create("/shared", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let watching = cluster.client();
+    watching.sync().await.unwrap();
+    let mut reader = watching
+        .watch("/shared", WatchMode::Persistent)
+        .await
+        .unwrap();
+    let mut laggard = watching
+        .watch("/shared", WatchMode::Persistent)
+        .await
+        .unwrap();
+    // The reader keeps up as the changes happen: it must see each one, and never a resync.
+    let reading = tokio::spawn(async move {
+        let (mut changes, mut last) = (0, 0);
+        while changes < CHANGES {
+            let message = next_change(&mut reader, Duration::from_secs(15)).await;
+            assert!(
+                message.resync.is_none(),
+                "the reading watcher was resynchronized"
+            );
+            assert!(message.zxid > last, "zxid {} after {last}", message.zxid);
+            last = message.zxid;
+            changes += message.events.len();
+        }
+        changes
+    });
+    let mut final_zxid = 0;
+    for i in 0..CHANGES {
+        final_zxid = writer
+            .set("/shared", format!("{i}").as_bytes(), None)
+            .await
+            .unwrap()
+            .zxid;
+    }
+    assert_eq!(reading.await.unwrap(), CHANGES, "the reading watcher");
+    // The laggard read nothing while more changes than the shared backlog holds went by.
+    if let Some(changes) = drain_until(&mut laggard, final_zxid).await {
+        assert_eq!(changes, CHANGES, "the lagging watcher");
+    } // else a resync stood for the changes the member no longer kept
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_cut_off_during_100_changes_sees_them_all_after_reconnecting() {
     let mut cluster = Cluster::start(3, Settings::default()).await;

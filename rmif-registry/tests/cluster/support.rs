@@ -18,11 +18,17 @@ use rmif_registry::{ClientOptions, RegistryClient, RegistryError};
 use tokio::time::Instant;
 
 /// A free loopback port (bound and released; the member binds it again moments later).
+///
+/// Drawn at random below the kernel's ephemeral range (32768 and up here): a port the kernel
+/// handed out for `127.0.0.1:0` can be reused at once as the source port of some outgoing
+/// connection of a parallel test, and the member then fails to bind it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    loop {
+        let port = fastrand::u16(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Raft timing and snapshot settings for a test cluster.
