@@ -4,6 +4,8 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use rmif_registry::CreateMode;
+
 use crate::support::{Cluster, Settings};
 
 fn rmif(cluster: &Cluster, args: &[&str]) -> Output {
@@ -126,4 +128,88 @@ async fn the_cli_reads_writes_and_reports_errors_by_path() {
         2,
         "{status}"
     );
+}
+
+/// `rmif --json watch --recursive PATH` prints one JSON object per event (type, path, zxid) in
+/// zxid order, as the changes happen, until it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_watch_prints_one_json_line_per_event() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+
+    let cluster = Cluster::start(3, Settings::default()).await;
+    let client = cluster.client();
+    client
+        .create("/w", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let servers = cluster
+        .servers()
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmif"))
+        .args([
+            "--servers",
+            &servers,
+            "--json",
+            "watch",
+            "--recursive",
+            "/w",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rmif watch");
+    // Lines of both streams, read on threads of their own.
+    let (lines_tx, lines) = mpsc::channel::<(bool, String)>();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for (is_stdout, stream) in [
+        (true, Box::new(stdout) as Box<dyn std::io::Read + Send>),
+        (false, Box::new(stderr)),
+    ] {
+        let tx = lines_tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send((is_stdout, line));
+            }
+        });
+    }
+    let next_line = || {
+        lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line from rmif watch within 10 s")
+    };
+    let (is_stdout, armed) = next_line();
+    assert!(
+        !is_stdout && armed.starts_with("rmif: watching /w from zxid"),
+        "{armed}"
+    );
+
+    client
+        .create("/w/a", b"1", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    client.set("/w/a", b"2", None).await.unwrap();
+    let deleted = client.delete("/w/a", None).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut last_zxid = 0;
+    while last_zxid < deleted.zxid {
+        let (is_stdout, line) = next_line();
+        assert!(is_stdout, "unexpected diagnostic: {line}");
+        let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        let zxid = event["zxid"].as_u64().expect("a zxid");
+        assert!(zxid >= last_zxid, "zxid {zxid} after {last_zxid}");
+        last_zxid = zxid;
+        if event["path"] == "/w/a" {
+            seen.push(event["type"].as_str().expect("a type").to_owned());
+        }
+    }
+    assert_eq!(seen, ["created", "data_changed", "deleted"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
