@@ -1,9 +1,12 @@
 //! The Raft driver: one task owns the `RawNode` and runs the Ready loop; the rest of the server
 //! talks to it through a channel and reads the applied tree through [`ReplicaShared`].
 //!
-//! Each turn of the loop takes every message and request that arrived together, so that their
-//! entries are appended in one durable write (group commit: one fsync serves many writes). A
-//! write is answered only once its entry is committed (durable on a majority) and applied here.
+//! Each turn of the loop takes every message and request that arrived together and hands their
+//! entries to the storage thread, which makes them durable while the loop goes on stepping
+//! messages; what queues up meanwhile goes to disk together (group commit: one fsync serves many
+//! writes). raft-rs counts an entry as this member's only once the storage thread reports it
+//! durable, so a write is answered only once its entry is committed (durable on a majority) and
+//! applied here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -16,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::peer::{PeerEvent, PeerInbound, PeerNetwork};
-use super::storage::{LogStore, Persist, RaftLog, StorageError};
+use super::storage::{LogStore, Persist, RaftLog, StorageError, StorageWriter, Write, Written};
 use crate::error::RegistryError;
 use crate::tree::{Applied, Change, Command, Op, OpResult, Proposer, SessionCall, Tree};
 
@@ -276,13 +279,14 @@ impl Replica {
             }),
         });
         let (requests, request_rx) = mpsc::channel(65_536);
+        let (storage, written) = StorageWriter::start(store);
         let driver = Driver {
             id: config.id,
             incarnation: fastrand::u64(..),
             next_seq: 0,
             raw,
             log,
-            store,
+            storage,
             network,
             shared: shared.clone(),
             config,
@@ -299,8 +303,9 @@ impl Replica {
             expiring: HashSet::new(),
             awaiting_leader,
             rejoining,
+            snapshot_in_flight: None,
         };
-        let task = tokio::spawn(driver.run(inbound, request_rx, peer_events, shutdown));
+        let task = tokio::spawn(driver.run(inbound, request_rx, peer_events, written, shutdown));
         Ok((Replica { requests, shared }, task))
     }
 
@@ -379,8 +384,10 @@ struct Driver {
     incarnation: u64,
     next_seq: u64,
     raw: RawNode<RaftLog>,
+    /// What raft-rs reads as its storage: every entry handed over, durable or not yet.
     log: RaftLog,
-    store: Box<dyn LogStore>,
+    /// Makes entries and hard state durable on a thread of its own.
+    storage: StorageWriter,
     network: PeerNetwork,
     shared: Arc<ReplicaShared>,
     config: ReplicaConfig,
@@ -402,6 +409,9 @@ struct Driver {
     awaiting_leader: bool,
     /// Rejoining with empty storage: the leader is told until this member's log has entries.
     rejoining: bool,
+    /// The Ready whose received snapshot is still being written: raft-rs counts the snapshot
+    /// as applied only once it is durable.
+    snapshot_in_flight: Option<u64>,
 }
 
 impl Driver {
@@ -410,6 +420,7 @@ impl Driver {
         mut inbound: mpsc::Receiver<PeerInbound>,
         mut requests: mpsc::Receiver<Request>,
         mut peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+        mut written: mpsc::UnboundedReceiver<Result<Written, StorageError>>,
         shutdown: CancellationToken,
     ) -> Result<(), StorageError> {
         let mut ticker = tokio::time::interval(self.config.tick);
@@ -421,6 +432,7 @@ impl Driver {
                 Some(received) = inbound.recv() => self.on_peer(received),
                 Some(request) = requests.recv() => self.on_request(request),
                 Some(event) = peer_events.recv() => self.on_peer_event(event),
+                Some(done) = written.recv() => self.on_written(done?),
                 _ = shutdown.cancelled(), if stop_by.is_none() => {
                     stop_by = Some(Instant::now() + self.hand_over_leadership());
                 }
@@ -444,6 +456,9 @@ impl Driver {
             }
             while let Ok(event) = peer_events.try_recv() {
                 self.on_peer_event(event);
+            }
+            while let Ok(done) = written.try_recv() {
+                self.on_written(done?);
             }
             self.issue_reads();
             self.on_ready()?;
@@ -752,35 +767,55 @@ impl Driver {
         if !snapshot.is_empty() {
             self.install_snapshot(&snapshot)?;
         }
+        // Committed entries are durable here already: raft-rs hands over only those this
+        // member has persisted.
         self.apply(ready.take_committed_entries())?;
         for read in ready.take_read_states() {
             self.on_read_state(read.index, &read.request_ctx);
         }
+        // raft-rs reads what it handed over from `log` before it is durable; it counts it as
+        // persisted (toward commit, and in the acknowledgements of `persisted_messages`) only
+        // once the storage thread reports it written.
         let hard_state = ready.hs().cloned();
-        self.store.persist(Persist {
-            snapshot: (!snapshot.is_empty()).then_some(&snapshot),
-            entries: ready.entries(),
-            hard_state: hard_state.as_ref(),
-            conf_state: None,
-            may_defer_sync: !ready.must_sync(),
-        })?;
-        self.log.append(ready.entries());
+        let entries = ready.take_entries();
+        self.log.append(&entries);
         if let Some(hard_state) = &hard_state {
             self.log.set_hard_state(hard_state);
         }
-        if !ready.persisted_messages().is_empty() {
-            self.network.send(ready.take_persisted_messages());
+        if !snapshot.is_empty() {
+            self.snapshot_in_flight = Some(ready.number());
         }
-        let mut light = self.raw.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            self.log.set_commit(commit);
+        self.storage.write(Write {
+            ready: Some(ready.number()),
+            snapshot: (!snapshot.is_empty()).then_some(snapshot),
+            entries,
+            hard_state,
+            may_defer_sync: !ready.must_sync(),
+            messages: ready.take_persisted_messages(),
+            ..Write::default()
+        });
+        self.raw.advance_append_async(ready);
+        if self.snapshot_in_flight.is_none() {
+            self.raw.advance_apply();
         }
-        self.network.send(light.take_messages());
-        self.apply(light.take_committed_entries())?;
-        self.raw.advance_apply();
         self.maybe_snapshot()?;
         self.publish_status();
         Ok(())
+    }
+
+    /// The storage thread made a write durable: raft-rs may now count it, and the messages that
+    /// waited for it go out.
+    fn on_written(&mut self, written: Written) {
+        if let Some(number) = written.ready {
+            self.raw.on_persist_ready(number);
+            if self.snapshot_in_flight.is_some_and(|ready| ready <= number) {
+                self.snapshot_in_flight = None;
+                self.raw.advance_apply();
+            }
+        }
+        if !written.messages.is_empty() {
+            self.network.send(written.messages);
+        }
     }
 
     fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
@@ -880,10 +915,13 @@ impl Driver {
             self.raw.apply_conf_change(&change)
         };
         match conf_state {
-            Ok(conf_state) => self.store.persist(Persist {
-                conf_state: Some(&conf_state),
-                ..Persist::default()
-            }),
+            Ok(conf_state) => {
+                self.storage.write(Write {
+                    conf_state: Some(conf_state),
+                    ..Write::default()
+                });
+                Ok(())
+            }
             Err(error) => {
                 tracing::warn!(%error, "configuration change rejected");
                 Ok(())
@@ -950,8 +988,11 @@ impl Driver {
         metadata.index = applied;
         metadata.term = term;
         metadata.set_conf_state(self.log.conf_state());
-        self.store.save_snapshot(&snapshot)?;
         self.log.store_snapshot(&snapshot);
+        self.storage.write(Write {
+            own_snapshot: Some(snapshot),
+            ..Write::default()
+        });
         self.last_snapshot = applied;
         tracing::debug!(index = applied, "snapshot taken; log compacted");
         Ok(())

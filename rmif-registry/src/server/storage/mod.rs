@@ -3,9 +3,11 @@
 
 mod raft_log;
 mod redb_store;
+mod writer;
 
 pub use raft_log::RaftLog;
 pub use redb_store::RedbStore;
+pub use writer::{StorageWriter, Write, Written};
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 

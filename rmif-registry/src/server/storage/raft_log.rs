@@ -92,11 +92,6 @@ impl RaftLog {
         self.write().hard_state = hard_state.clone();
     }
 
-    /// Moves the commit index forward (from a light ready).
-    pub fn set_commit(&self, commit: u64) {
-        self.write().hard_state.commit = commit;
-    }
-
     /// The stored hard state.
     pub fn hard_state(&self) -> HardState {
         self.read().hard_state.clone()
