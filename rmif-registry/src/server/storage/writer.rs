@@ -142,3 +142,120 @@ fn flush(store: &mut dyn LogStore, merged: &mut Write) -> Result<(), StorageErro
     merged.may_defer_sync = true;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::storage::Recovered;
+
+    /// Records what reached the store, one line per call.
+    #[derive(Default)]
+    struct Recording(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl LogStore for Recording {
+        fn recover(&self) -> Result<Recovered, StorageError> {
+            Ok(Recovered::default())
+        }
+
+        fn persist(&mut self, batch: Persist<'_>) -> Result<(), StorageError> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let entries: Vec<String> = batch
+                .entries
+                .iter()
+                .map(|e| format!("{}@{}", e.index, e.term))
+                .collect();
+            self.0.lock().unwrap().push(format!(
+                "persist snapshot={} entries=[{}] commit={:?} sync={}",
+                batch.snapshot.map_or(0, |s| s.get_metadata().index),
+                entries.join(","),
+                batch.hard_state.map(|hs| hs.commit),
+                !batch.may_defer_sync,
+            ));
+            Ok(())
+        }
+
+        fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+            let index = snapshot.get_metadata().index;
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("save_snapshot {index}"));
+            Ok(())
+        }
+    }
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Entry::default()
+        }
+    }
+
+    fn message(to: u64) -> Message {
+        Message {
+            to,
+            ..Message::default()
+        }
+    }
+
+    #[test]
+    fn queued_writes_merge_in_order_and_snapshots_stand_alone() {
+        let log = std::sync::Arc::default();
+        let mut store = Recording(std::sync::Arc::clone(&log));
+        let mut own = Snapshot::default();
+        own.mut_metadata().index = 2;
+        let batch = vec![
+            Write {
+                ready: Some(1),
+                entries: vec![entry(1, 1), entry(2, 1), entry(3, 1)],
+                hard_state: Some(HardState {
+                    commit: 1,
+                    ..HardState::default()
+                }),
+                messages: vec![message(2)],
+                ..Write::default()
+            },
+            // A new leader's entries replace the tail from index 3 on; only the commit moved
+            // in the hard state, which alone would not need an fsync.
+            Write {
+                ready: Some(2),
+                entries: vec![entry(3, 2), entry(4, 2)],
+                hard_state: Some(HardState {
+                    commit: 2,
+                    ..HardState::default()
+                }),
+                may_defer_sync: true,
+                messages: vec![message(3)],
+                ..Write::default()
+            },
+            Write {
+                own_snapshot: Some(own),
+                ..Write::default()
+            },
+            Write {
+                ready: Some(3),
+                hard_state: Some(HardState {
+                    commit: 4,
+                    ..HardState::default()
+                }),
+                may_defer_sync: true,
+                ..Write::default()
+            },
+        ];
+        let written = write_batch(&mut store, batch).unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "persist snapshot=0 entries=[1@1,2@1,3@2,4@2] commit=Some(2) sync=true",
+                "save_snapshot 2",
+                "persist snapshot=0 entries=[] commit=Some(4) sync=false",
+            ]
+        );
+        assert_eq!(written.ready, Some(3));
+        let to: Vec<u64> = written.messages.iter().map(|m| m.to).collect();
+        assert_eq!(to, [2, 3]);
+    }
+}
