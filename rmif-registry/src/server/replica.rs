@@ -432,7 +432,11 @@ impl Driver {
                 Some(received) = inbound.recv() => self.on_peer(received),
                 Some(request) = requests.recv() => self.on_request(request),
                 Some(event) = peer_events.recv() => self.on_peer_event(event),
-                Some(done) = written.recv() => self.on_written(done?),
+                done = written.recv() => match done {
+                    Some(done) => self.on_written(done?),
+                    // The thread ended without an error to report: it panicked.
+                    None => return Err(StorageError("the storage thread stopped".to_owned())),
+                },
                 _ = shutdown.cancelled(), if stop_by.is_none() => {
                     stop_by = Some(Instant::now() + self.hand_over_leadership());
                 }
