@@ -51,6 +51,10 @@
 //! Run without `--bench` (as `cargo test --benches` does) the binary only smoke-tests each
 //! scenario briefly, on the systems whose servers it finds.
 
+#[path = "args.rs"]
+mod args;
+
+use args::{parse_positive, parse_seconds};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -264,23 +268,6 @@ fn parse_system(name: &str) -> Result<System, String> {
     System::from_name(name).ok_or(format!(
         "unknown system {name}; one of: rmif, etcd, zookeeper"
     ))
-}
-
-fn parse_positive(value: &str, flag: &str) -> Result<usize, String> {
-    value
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or(format!("{flag} needs a positive integer"))
-}
-
-fn parse_seconds(value: &str) -> Result<Duration, String> {
-    value
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or(format!("`{value}` is not a positive number of seconds"))
 }
 
 fn main() {
@@ -1405,7 +1392,7 @@ fn hold_ephemeral(system: System, server: SocketAddr, path: &str) {
 
 /// The holder process of the ephemeral scenario.
 struct Holder {
-    child: Child,
+    process: Process,
     granted_ms: u64,
 }
 
@@ -1428,21 +1415,14 @@ impl Holder {
             .strip_prefix("ready ")
             .and_then(|ms| ms.trim().parse().ok())
             .unwrap_or_else(|| panic!("holder printed {line:?}"));
-        Holder { child, granted_ms }
+        Holder {
+            process: Process { child },
+            granted_ms,
+        }
     }
 
     fn kill(&mut self) {
-        // SAFETY: kill(2) on the group this bench created.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 

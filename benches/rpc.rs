@@ -29,6 +29,10 @@
 //! Run without `--bench` (as `cargo test --benches` does) the binary only smoke-tests every pair
 //! for a fraction of a second.
 
+#[path = "args.rs"]
+mod args;
+
+use args::{parse_positive, parse_seconds};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -170,7 +174,7 @@ fn parse_args() -> Result<Mode, String> {
             "--serve" => serve = Some(parse_system(&value("--serve")?)?),
             "--lz4" => lz4 = true,
             "--only" => options.systems = vec![parse_system(&value("--only")?)?],
-            "--runs" => options.runs = parse_positive(&value("--runs")?, "--runs")? as usize,
+            "--runs" => options.runs = parse_positive(&value("--runs")?, "--runs")?,
             "--duration" => options.duration = parse_seconds(&value("--duration")?)?,
             "--warmup" => options.warmup = parse_seconds(&value("--warmup")?)?,
             "--scenario" => {
@@ -200,23 +204,6 @@ fn parse_args() -> Result<Mode, String> {
 
 fn parse_system(name: &str) -> Result<System, String> {
     System::from_name(name).ok_or(format!("unknown system {name}; one of: rmif, tarpc, raw"))
-}
-
-fn parse_positive(value: &str, flag: &str) -> Result<u64, String> {
-    value
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or(format!("{flag} needs a positive integer"))
-}
-
-fn parse_seconds(value: &str) -> Result<Duration, String> {
-    value
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or(format!("`{value}` is not a positive number of seconds"))
 }
 
 fn main() {

@@ -9,12 +9,7 @@ use rmif_registry::CreateMode;
 use crate::support::{Cluster, Settings};
 
 fn rmif(cluster: &Cluster, args: &[&str]) -> Output {
-    let servers = cluster
-        .servers()
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let servers = cluster.servers_arg();
     Command::new(env!("CARGO_BIN_EXE_rmif"))
         .args(["--servers", &servers, "--timeout", "3000"])
         .args(args)
@@ -144,12 +139,7 @@ async fn the_cli_watch_prints_one_json_line_per_event() {
         .create("/w", b"", CreateMode::PERSISTENT)
         .await
         .unwrap();
-    let servers = cluster
-        .servers()
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let servers = cluster.servers_arg();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rmif"))
         .args([
             "--servers",

@@ -158,12 +158,7 @@ async fn a_killed_client_process_loses_its_ephemeral_node_and_watchers_see_it() 
         .create("/k", b"", CreateMode::PERSISTENT)
         .await
         .unwrap();
-    let servers = cluster
-        .servers()
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let servers = cluster.servers_arg();
     let mut holder = Command::new(env!("CARGO_BIN_EXE_rmif"))
         .args(["--servers", &servers, "--session-timeout", "2000"])
         .args(["create", "--ephemeral", "--hold", "/k/proc", "pid"])
@@ -404,12 +399,7 @@ async fn racing_creates_get_distinct_results() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_session_refuses_its_old_connection_and_an_expired_one_stays_dead() {
     let cluster = Cluster::start(3, Settings::default()).await;
-    let servers = cluster
-        .servers()
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let servers = cluster.servers_arg();
     // A holder process, paused longer than its session timeout, then resumed.
     let holder = Command::new(env!("CARGO_BIN_EXE_rmif"))
         .args(["--servers", &servers, "--session-timeout", "1000"])

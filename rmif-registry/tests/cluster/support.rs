@@ -251,6 +251,15 @@ impl Cluster {
         }
     }
 
+    /// Every member's client address as the `rmif --servers` flag wants them: `a:p,b:q,…`.
+    pub fn servers_arg(&self) -> String {
+        self.servers()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// A client that may use every member.
     pub fn client(&self) -> RegistryClient {
         RegistryClient::new(&self.servers(), ClientOptions::default())
