@@ -101,15 +101,14 @@ fn write_batch(store: &mut dyn LogStore, batch: Vec<Write>) -> Result<Written, S
             if let Some(own) = &write.own_snapshot {
                 store.save_snapshot(own)?;
             }
-            if write.snapshot.is_some() || !write.entries.is_empty() || write.hard_state.is_some() {
-                store.persist(Persist {
-                    snapshot: write.snapshot.as_ref(),
-                    entries: &write.entries,
-                    hard_state: write.hard_state.as_ref(),
-                    conf_state: write.conf_state.as_ref(),
-                    may_defer_sync: write.may_defer_sync,
-                })?;
-            }
+            // A store ignores an empty write (an own snapshot carries nothing else).
+            store.persist(Persist {
+                snapshot: write.snapshot.as_ref(),
+                entries: &write.entries,
+                hard_state: write.hard_state.as_ref(),
+                conf_state: write.conf_state.as_ref(),
+                may_defer_sync: write.may_defer_sync,
+            })?;
         } else {
             if let Some(first) = write.entries.first() {
                 // A later write replaces entries from its first index on.
