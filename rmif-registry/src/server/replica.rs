@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::prelude::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
+};
 use raft::{RawNode, StateRole};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -180,6 +182,11 @@ struct ReadBatch {
 const READ_RETRY_TICKS: u32 = 6;
 /// Requests taken per loop turn before the Ready is handled.
 const MAX_BATCH: usize = 4096;
+/// Bytes of proposals taken per loop turn: bounds the append message they become.
+const MAX_TURN_PROPOSAL_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes of entries a leader holds uncommitted before it refuses new proposals: bounds what a
+/// stalled quorum makes it buffer, and the size of any one Ready.
+const MAX_UNCOMMITTED_BYTES: u64 = 256 * 1024 * 1024;
 /// Sessions the leader expires per second at most, so that a burst (a partition healing, a
 /// rack of clients dying at once) becomes a steady trickle rather than a storm.
 const MAX_EXPIRIES_PER_SECOND: u64 = 1000;
@@ -254,6 +261,10 @@ impl Replica {
             // a slow follower make the leader buffer without bound.
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
+            // Appends queued for a follower within one Ready travel as one message, and commit
+            // index updates join them: without it every write costs a message per follower.
+            batch_append: true,
+            max_uncommitted_size: MAX_UNCOMMITTED_BYTES,
             ..raft::Config::default()
         };
         raft_config
@@ -291,6 +302,9 @@ impl Replica {
             shared: shared.clone(),
             config,
             pending: HashMap::new(),
+            proposals: Vec::new(),
+            proposal_seqs: Vec::new(),
+            proposal_bytes: 0,
             new_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
             reads_waiting_apply: BTreeMap::new(),
@@ -392,6 +406,10 @@ struct Driver {
     shared: Arc<ReplicaShared>,
     config: ReplicaConfig,
     pending: HashMap<u64, oneshot::Sender<Result<Applied, RegistryError>>>,
+    /// Entries proposed during this loop turn, and their sequence numbers.
+    proposals: Vec<Entry>,
+    proposal_seqs: Vec<u64>,
+    proposal_bytes: usize,
     new_reads: Vec<oneshot::Sender<Result<u64, RegistryError>>>,
     reads_in_flight: HashMap<u64, ReadBatch>,
     reads_waiting_apply: BTreeMap<u64, Vec<oneshot::Sender<Result<u64, RegistryError>>>>,
@@ -453,6 +471,9 @@ impl Driver {
                 }
             }
             for _ in 0..MAX_BATCH {
+                if self.proposal_bytes >= MAX_TURN_PROPOSAL_BYTES {
+                    break;
+                }
                 match requests.try_recv() {
                     Ok(request) => self.on_request(request),
                     Err(_) => break,
@@ -464,6 +485,7 @@ impl Driver {
             while let Ok(done) = written.try_recv() {
                 self.on_written(done?);
             }
+            self.flush_proposals();
             self.issue_reads();
             self.on_ready()?;
         }
@@ -598,8 +620,9 @@ impl Driver {
         self.propose_internal(Op::ExpireSessions { sessions: expired });
     }
 
-    /// Proposes `op`; returns the proposal's sequence number, which its applied entry carries
-    /// back (to find the caller waiting for it).
+    /// Queues `op` for the batch proposed at the end of this loop turn; returns the proposal's
+    /// sequence number, which its applied entry carries back (to find the caller waiting for
+    /// it).
     fn propose(&mut self, op: Op, session: Option<SessionCall>) -> Result<u64, RegistryError> {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -616,21 +639,51 @@ impl Driver {
         let data = rmp_serde::to_vec(&command).map_err(|error| {
             RegistryError::BadRequest(format!("cannot encode the operation: {error}"))
         })?;
-        match self.raw.propose(Vec::new(), data) {
-            Ok(()) => Ok(seq),
-            Err(raft::Error::ProposalDropped) => Err(RegistryError::NoQuorum(
-                "no leader is known; the write was not accepted".to_owned(),
-            )),
-            Err(error) => Err(RegistryError::NoQuorum(format!(
-                "the write was not accepted: {error}"
-            ))),
-        }
+        self.proposal_bytes += data.len();
+        self.proposals.push(Entry {
+            data: data.into(),
+            ..Entry::default()
+        });
+        self.proposal_seqs.push(seq);
+        Ok(seq)
     }
 
     /// Proposes an operation that no caller waits for.
     fn propose_internal(&mut self, op: Op) {
         if let Err(error) = self.propose(op, None) {
             tracing::warn!(%error, "internal proposal dropped");
+        }
+    }
+
+    /// Hands this turn's proposals to raft-rs as one message: the leader appends them together
+    /// and sends each follower one append for all of them, and a follower forwards them to the
+    /// leader in one message (one proposal at a time costs a message per write per follower).
+    fn flush_proposals(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgPropose);
+        message.from = self.id;
+        message.set_entries(std::mem::take(&mut self.proposals).into());
+        let seqs = std::mem::take(&mut self.proposal_seqs);
+        self.proposal_bytes = 0;
+        let refused = match self.raw.step(message) {
+            Ok(()) => return,
+            Err(raft::Error::ProposalDropped) if self.is_leader() => {
+                "the leader is handing over leadership or holds too many uncommitted writes; \
+                 the write was not accepted"
+                    .to_owned()
+            }
+            Err(raft::Error::ProposalDropped) => {
+                "no leader is known; the write was not accepted".to_owned()
+            }
+            Err(error) => format!("the write was not accepted: {error}"),
+        };
+        for seq in seqs {
+            if let Some(reply) = self.pending.remove(&seq) {
+                let _ = reply.send(Err(RegistryError::NoQuorum(refused.clone())));
+            }
         }
     }
 
@@ -645,7 +698,6 @@ impl Driver {
 
     fn step(&mut self, message: Message) {
         if self.awaiting_leader {
-            use raft::prelude::MessageType;
             match message.get_msg_type() {
                 MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => return,
                 MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot => {
@@ -658,7 +710,7 @@ impl Driver {
         // A member that lost its storage hears commit indexes beyond its log until the leader
         // learns of the loss; raft-rs would abort on them. Clamping only delays its commit.
         let mut message = message;
-        if message.get_msg_type() == raft::prelude::MessageType::MsgHeartbeat {
+        if message.get_msg_type() == MessageType::MsgHeartbeat {
             let last = self.raw.raft.raft_log.last_index();
             if message.commit > last {
                 message.commit = last;
