@@ -2,7 +2,7 @@
 //! current, and its client.
 //!
 //! - [`tree`]: the replicated state machine (nodes, sessions, ephemeral and sequential nodes);
-//! - [`server`]: a member: raft-rs driver, durable redb log, peer network, client API;
+//! - [`server`]: a member: raft-rs driver, durable write-ahead log, peer network, client API;
 //! - [`api`]: the client API, an rmif service;
 //! - [`client`]: [`RegistryClient`], the async client with failover;
 //! - [`discovery`]: providers announcing themselves, consumers following provider lists.

@@ -22,7 +22,7 @@ pub use config::{REGISTRY_KEYS, RegistryConfig, parse_peers};
 pub use peer::PeerInbound;
 pub use replica::{Published, RaftStatus, Replica, ReplicaConfig, ReplicaShared};
 pub use service::{Identity, RegistryService};
-use storage::{LogStore, RedbStore, StorageError};
+use storage::{LogStore, RedbStore, StorageError, WalStore};
 
 use crate::api::RegistryProvider;
 
@@ -47,7 +47,8 @@ pub struct RegistryServer {
 }
 
 impl RegistryServer {
-    /// Starts a member with the default storage (redb in `data_dir`).
+    /// Starts a member with the default storage: the write-ahead log in `data_dir/wal`, or
+    /// the redb database `data_dir/raft.redb` that a member of an earlier version left there.
     pub async fn start(config: RegistryConfig) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Io(format!(
@@ -55,8 +56,15 @@ impl RegistryServer {
                 config.data_dir.display()
             ))
         })?;
-        let store = RedbStore::open(&config.data_dir.join("raft.redb"))?;
-        Self::start_with_store(config, Box::new(store)).await
+        let wal = config.data_dir.join("wal");
+        let redb = config.data_dir.join("raft.redb");
+        let store: Box<dyn LogStore> = if !wal.exists() && redb.exists() {
+            tracing::info!(path = %redb.display(), "going on with the existing redb log");
+            Box::new(RedbStore::open(&redb)?)
+        } else {
+            Box::new(WalStore::open(&wal)?)
+        };
+        Self::start_with_store(config, store).await
     }
 
     /// Starts a member on the given log store.

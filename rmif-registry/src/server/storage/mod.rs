@@ -1,12 +1,17 @@
-//! Where the Raft log lives: a durable [`LogStore`] on disk (redb by default, replaceable), and
-//! the in-memory [`RaftLog`] mirror that raft-rs reads through its `Storage` trait.
+//! Where the Raft log lives: a durable [`LogStore`] on disk (a write-ahead log of its own by
+//! default, or redb), and the in-memory [`RaftLog`] mirror that raft-rs reads through its
+//! `Storage` trait.
 
+#[cfg(test)]
+mod conformance;
 mod raft_log;
 mod redb_store;
+mod wal;
 mod writer;
 
 pub use raft_log::RaftLog;
 pub use redb_store::RedbStore;
+pub use wal::WalStore;
 pub use writer::{StorageWriter, Write, Written};
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
@@ -69,8 +74,8 @@ impl Persist<'_> {
 
 /// The durable home of a member's Raft state.
 ///
-/// The default is [`RedbStore`]; another engine (raft-engine, a WAL of one's own) fits behind the
-/// same three calls.
+/// The default is [`WalStore`]; [`RedbStore`] keeps the log in a redb database (members of
+/// earlier versions have one); another engine (raft-engine) fits behind the same three calls.
 pub trait LogStore: Send + 'static {
     /// Reads everything back after a restart.
     fn recover(&self) -> Result<Recovered, StorageError>;
