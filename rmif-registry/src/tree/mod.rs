@@ -7,9 +7,10 @@
 
 mod command;
 mod node;
+mod nodes;
 pub mod path;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use command::{Command, Op, OpResult, Outcome, Proposer, SessionCall, SessionOwner};
 use node::Node;
 pub use node::Stat;
+use nodes::Nodes;
 
 use crate::error::RegistryError;
 
@@ -121,7 +123,7 @@ impl Txn {
 /// The tree and its sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tree {
-    nodes: HashMap<String, Node>,
+    nodes: Nodes,
     sessions: BTreeMap<u64, Session>,
     last_zxid: u64,
 }
@@ -180,7 +182,7 @@ fn check_size(path: &str, data: &[u8]) -> Result<(), RegistryError> {
 impl Tree {
     /// A tree holding only the root `/`.
     pub fn new() -> Self {
-        let mut nodes = HashMap::new();
+        let mut nodes = Nodes::default();
         nodes.insert("/".to_owned(), Node::default());
         Tree {
             nodes,
@@ -383,7 +385,7 @@ impl Tree {
         } else {
             path.to_owned()
         };
-        if self.nodes.contains_key(&final_path) {
+        if self.nodes.contains(&final_path) {
             return Err(RegistryError::NodeExists { path: final_path });
         }
         let stat = Stat {
@@ -400,23 +402,23 @@ impl Tree {
         };
         let name = path::name(&final_path).to_owned();
         let parent_path = parent_path.to_owned();
-        let parent = self
-            .nodes
-            .get_mut(&parent_path)
-            .expect("parent checked above");
-        txn.undo.push(Undo::Linked {
-            parent: parent_path.clone(),
-            name: name.clone(),
-            stat: parent.stat,
-            next_sequence: parent.next_sequence,
+        let linked = self.nodes.update(&parent_path, |parent| {
+            let undo = Undo::Linked {
+                parent: parent_path.clone(),
+                name: name.clone(),
+                stat: parent.stat,
+                next_sequence: parent.next_sequence,
+            };
+            parent.children.insert(name);
+            parent.stat.cversion += 1;
+            parent.stat.pzxid = txn.zxid;
+            parent.stat.num_children += 1;
+            if sequential {
+                parent.next_sequence += 1;
+            }
+            undo
         });
-        parent.children.insert(name);
-        parent.stat.cversion += 1;
-        parent.stat.pzxid = txn.zxid;
-        parent.stat.num_children += 1;
-        if sequential {
-            parent.next_sequence += 1;
-        }
+        txn.undo.push(linked.expect("parent checked above"));
         self.nodes.insert(
             final_path.clone(),
             Node {
@@ -444,20 +446,24 @@ impl Tree {
     fn set(&mut self, txn: &mut Txn, path: &str, data: &[u8], version: Option<u32>) -> Outcome {
         path::validate(path)?;
         check_size(path, data)?;
-        let node = self.nodes.get_mut(path).ok_or_else(|| no_node(path))?;
+        let node = self.nodes.get(path).ok_or_else(|| no_node(path))?;
         check_version(path, &node.stat, version)?;
-        let old_stat = node.stat;
-        let old_data = std::mem::replace(&mut node.data, data.to_vec());
-        node.stat.version = node.stat.version.wrapping_add(1);
-        node.stat.mzxid = txn.zxid;
-        node.stat.mtime_ms = txn.time_ms;
-        node.stat.data_length = data.len() as u32;
-        let stat = node.stat;
-        txn.undo.push(Undo::Data {
-            path: path.to_owned(),
-            data: old_data,
-            stat: old_stat,
-        });
+        let (undo, stat) = self
+            .nodes
+            .update(path, |node| {
+                let undo = Undo::Data {
+                    path: path.to_owned(),
+                    data: std::mem::replace(&mut node.data, data.to_vec()),
+                    stat: node.stat,
+                };
+                node.stat.version = node.stat.version.wrapping_add(1);
+                node.stat.mzxid = txn.zxid;
+                node.stat.mtime_ms = txn.time_ms;
+                node.stat.data_length = data.len() as u32;
+                (undo, node.stat)
+            })
+            .expect("checked above");
+        txn.undo.push(undo);
         txn.change(ChangeKind::DataChanged, path);
         Ok(OpResult::Set { stat })
     }
@@ -486,17 +492,19 @@ impl Tree {
         txn.undo.push(Undo::Removed(path.to_owned(), node));
         let parent_path = path::parent(path);
         let name = path::name(path);
-        if let Some(parent) = self.nodes.get_mut(parent_path) {
-            txn.undo.push(Undo::Unlinked {
+        let unlinked = self.nodes.update(parent_path, |parent| {
+            let undo = Undo::Unlinked {
                 parent: parent_path.to_owned(),
                 name: name.to_owned(),
                 stat: parent.stat,
-            });
+            };
             parent.children.remove(name);
             parent.stat.cversion += 1;
             parent.stat.pzxid = txn.zxid;
             parent.stat.num_children -= 1;
-        }
+            undo
+        });
+        txn.undo.extend(unlinked);
         if owner != 0 {
             if let Some(session) = self.sessions.get_mut(&owner) {
                 if session.ephemerals.remove(path) {
@@ -531,10 +539,10 @@ impl Tree {
                     self.nodes.insert(path, node);
                 }
                 Undo::Data { path, data, stat } => {
-                    if let Some(node) = self.nodes.get_mut(&path) {
+                    self.nodes.update(&path, |node| {
                         node.data = data;
                         node.stat = stat;
-                    }
+                    });
                 }
                 Undo::Linked {
                     parent,
@@ -542,17 +550,17 @@ impl Tree {
                     stat,
                     next_sequence,
                 } => {
-                    if let Some(node) = self.nodes.get_mut(&parent) {
+                    self.nodes.update(&parent, |node| {
                         node.children.remove(&name);
                         node.stat = stat;
                         node.next_sequence = next_sequence;
-                    }
+                    });
                 }
                 Undo::Unlinked { parent, name, stat } => {
-                    if let Some(node) = self.nodes.get_mut(&parent) {
+                    self.nodes.update(&parent, |node| {
                         node.children.insert(name);
                         node.stat = stat;
-                    }
+                    });
                 }
                 Undo::EphemeralAdded(session, path) => {
                     if let Some(session) = self.sessions.get_mut(&session) {
@@ -604,18 +612,12 @@ impl Tree {
     }
 
     /// A hash of the whole state (nodes, data, stats, sessions) that is equal on two members
-    /// exactly when they hold the same state; used to check that members converged.
+    /// exactly when they hold the same state; used to check that members converged. The nodes'
+    /// part is kept current by every change (a member's status reports it, and a walk over a
+    /// large tree under its lock would stall writes); sessions, far fewer, are hashed here.
     pub fn digest(&self) -> u64 {
         let mut hasher = std::hash::DefaultHasher::new();
-        let mut paths: Vec<&String> = self.nodes.keys().collect();
-        paths.sort();
-        for path in paths {
-            let node = &self.nodes[path];
-            path.hash(&mut hasher);
-            node.data.hash(&mut hasher);
-            node.stat.hash(&mut hasher);
-            node.next_sequence.hash(&mut hasher);
-        }
+        self.nodes.digest().hash(&mut hasher);
         for session in self.sessions.values() {
             session.id.hash(&mut hasher);
             session.secret.hash(&mut hasher);

@@ -28,7 +28,15 @@ impl Harness {
             }),
             op,
         };
-        self.tree.apply(self.zxid, &command)
+        let applied = self.tree.apply(self.zxid, &command);
+        // Every test doubles as a check of the running digest, through whatever it applies.
+        assert_eq!(
+            self.tree.nodes.digest(),
+            self.tree.nodes.digest_from_scratch(),
+            "the running digest drifted at zxid {}",
+            self.zxid
+        );
+        applied
     }
 
     fn apply(&mut self, op: Op) -> Outcome {
@@ -460,4 +468,45 @@ fn only_the_secret_holder_moves_a_session() {
         }),
         Err(RegistryError::SessionExpired { session: 999 })
     );
+}
+
+#[test]
+fn the_digest_tells_states_apart_and_forgets_undone_changes() {
+    let mut h = Harness::new();
+    let empty = h.tree.digest();
+    h.apply(create("/a", b"one")).unwrap();
+    let with_a = h.tree.digest();
+    assert_ne!(with_a, empty);
+    h.apply(Op::Set {
+        path: "/a".into(),
+        data: b"two".to_vec(),
+        version: None,
+    })
+    .unwrap();
+    assert_ne!(h.tree.digest(), with_a, "a data change must show");
+    h.apply(Op::Delete {
+        path: "/a".into(),
+        version: None,
+    })
+    .unwrap();
+    // The root's stat (cversion, pzxid) still records that a child came and went.
+    assert_ne!(h.tree.digest(), empty);
+
+    // Two members that applied the same entries agree, whatever their map's order.
+    let mut other = Harness::new();
+    other.apply(create("/a", b"one")).unwrap();
+    other
+        .apply(Op::Set {
+            path: "/a".into(),
+            data: b"two".to_vec(),
+            version: None,
+        })
+        .unwrap();
+    other
+        .apply(Op::Delete {
+            path: "/a".into(),
+            version: None,
+        })
+        .unwrap();
+    assert_eq!(other.tree.digest(), h.tree.digest());
 }
