@@ -291,6 +291,7 @@ impl Replica {
         });
         let (requests, request_rx) = mpsc::channel(65_536);
         let (storage, written) = StorageWriter::start(store);
+        let (snapshots_made, made) = mpsc::unbounded_channel();
         let driver = Driver {
             id: config.id,
             incarnation: fastrand::u64(..),
@@ -318,8 +319,11 @@ impl Replica {
             awaiting_leader,
             rejoining,
             snapshot_in_flight: None,
+            snapshotting: false,
+            snapshots_made,
         };
-        let task = tokio::spawn(driver.run(inbound, request_rx, peer_events, written, shutdown));
+        let task =
+            tokio::spawn(driver.run(inbound, request_rx, peer_events, written, made, shutdown));
         Ok((Replica { requests, shared }, task))
     }
 
@@ -430,6 +434,10 @@ struct Driver {
     /// The Ready whose received snapshot is still being written: raft-rs counts the snapshot
     /// as applied only once it is durable.
     snapshot_in_flight: Option<u64>,
+    /// A snapshot of this member's tree is being serialized.
+    snapshotting: bool,
+    /// Where serialized snapshots come back.
+    snapshots_made: mpsc::UnboundedSender<Snapshot>,
 }
 
 impl Driver {
@@ -439,6 +447,7 @@ impl Driver {
         mut requests: mpsc::Receiver<Request>,
         mut peer_events: mpsc::UnboundedReceiver<PeerEvent>,
         mut written: mpsc::UnboundedReceiver<Result<Written, StorageError>>,
+        mut made: mpsc::UnboundedReceiver<Snapshot>,
         shutdown: CancellationToken,
     ) -> Result<(), StorageError> {
         let mut ticker = tokio::time::interval(self.config.tick);
@@ -455,6 +464,7 @@ impl Driver {
                     // The thread ended without an error to report: it panicked.
                     None => return Err(StorageError("the storage thread stopped".to_owned())),
                 },
+                Some(snapshot) = made.recv() => self.on_snapshot_made(snapshot),
                 _ = shutdown.cancelled(), if stop_by.is_none() => {
                     stop_by = Some(Instant::now() + self.hand_over_leadership());
                 }
@@ -854,7 +864,7 @@ impl Driver {
         if self.snapshot_in_flight.is_none() {
             self.raw.advance_apply();
         }
-        self.maybe_snapshot()?;
+        self.maybe_snapshot();
         self.publish_status();
         Ok(())
     }
@@ -1024,34 +1034,52 @@ impl Driver {
         }
     }
 
-    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+    /// Starts a snapshot once enough entries were applied since the last one. The tree is
+    /// cloned (cheap: its maps are persistent) and serialized on a blocking thread, so that the
+    /// driver goes on applying; serializing a large tree here stalled every write for hundreds
+    /// of milliseconds, on every member at once.
+    fn maybe_snapshot(&mut self) {
         let applied = *self.shared.applied.borrow();
-        if applied < self.last_snapshot + self.config.snapshot_every {
-            return Ok(());
+        if self.snapshotting || applied < self.last_snapshot + self.config.snapshot_every {
+            return;
         }
         let Some(term) = self.log.term_of(applied) else {
-            return Ok(());
+            return;
         };
-        let data = {
-            let tree = self.shared.tree.read().unwrap_or_else(|p| p.into_inner());
-            bytes::Bytes::from(tree.to_snapshot())
-        };
-        let mut snapshot = Snapshot {
-            data,
-            ..Snapshot::default()
-        };
+        let tree = self
+            .shared
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut snapshot = Snapshot::default();
         let metadata = snapshot.mut_metadata();
         metadata.index = applied;
         metadata.term = term;
         metadata.set_conf_state(self.log.conf_state());
+        let made = self.snapshots_made.clone();
+        self.snapshotting = true;
+        tokio::task::spawn_blocking(move || {
+            snapshot.data = bytes::Bytes::from(tree.to_snapshot());
+            let _ = made.send(snapshot);
+        });
+    }
+
+    /// A snapshot finished serializing: it compacts the log, unless one from the leader
+    /// replaced the log meanwhile.
+    fn on_snapshot_made(&mut self, snapshot: Snapshot) {
+        self.snapshotting = false;
+        let index = snapshot.get_metadata().index;
+        if index <= self.log.snapshot_index() {
+            return;
+        }
         self.log.store_snapshot(&snapshot);
         self.storage.write(Write {
             own_snapshot: Some(snapshot),
             ..Write::default()
         });
-        self.last_snapshot = applied;
-        tracing::debug!(index = applied, "snapshot taken; log compacted");
-        Ok(())
+        self.last_snapshot = index;
+        tracing::debug!(index, "snapshot taken; log compacted");
     }
 
     fn publish_status(&self) {

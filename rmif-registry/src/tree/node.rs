@@ -1,7 +1,5 @@
 //! One node of the tree and its stat.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
 /// Metadata of a node, as in ZooKeeper.
@@ -35,6 +33,6 @@ pub(crate) struct Node {
     #[serde(with = "serde_bytes")]
     pub(crate) data: Vec<u8>,
     pub(crate) stat: Stat,
-    pub(crate) children: BTreeSet<String>,
+    pub(crate) children: imbl::OrdSet<String>,
     pub(crate) next_sequence: u64,
 }

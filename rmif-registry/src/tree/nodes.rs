@@ -1,16 +1,16 @@
 //! The tree's nodes by path, with a digest of all of them that every change keeps current, so
 //! that comparing members' states costs nothing however large the tree.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use super::node::Node;
 
 /// Nodes by path and their running digest: the wrapping sum of one hash per node, which does
 /// not depend on order and is updated by subtracting a node's old hash and adding its new one.
+/// The map is persistent: a clone shares it, and changes copy only what they touch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Nodes {
-    map: HashMap<String, Node>,
+    map: imbl::HashMap<String, Node>,
     digest: u64,
 }
 

@@ -510,3 +510,32 @@ fn the_digest_tells_states_apart_and_forgets_undone_changes() {
         .unwrap();
     assert_eq!(other.tree.digest(), h.tree.digest());
 }
+
+#[test]
+fn a_clone_keeps_the_state_it_was_taken_at_while_the_tree_changes() {
+    let mut h = Harness::new();
+    h.apply(create("/parent", b"p")).unwrap();
+    for i in 0..200 {
+        h.apply(create(&format!("/parent/c{i}"), b"v")).unwrap();
+    }
+    let image_then = h.tree.to_snapshot();
+    let taken = h.tree.clone();
+    // What a snapshot thread serializes while the driver goes on applying.
+    h.apply(create("/parent/late", b"")).unwrap();
+    h.apply(Op::Set {
+        path: "/parent/c7".into(),
+        data: b"changed".to_vec(),
+        version: None,
+    })
+    .unwrap();
+    h.apply(Op::Delete {
+        path: "/parent/c8".into(),
+        version: None,
+    })
+    .unwrap();
+    assert_eq!(taken.to_snapshot(), image_then);
+    assert_eq!(taken.children("/parent").unwrap().0.len(), 200);
+    assert_eq!(h.tree.children("/parent").unwrap().0.len(), 200);
+    assert_eq!(h.tree.get("/parent/c7").unwrap().0, b"changed");
+    assert_eq!(taken.get("/parent/c7").unwrap().0, b"v");
+}
