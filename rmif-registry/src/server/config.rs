@@ -22,7 +22,17 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "min_session_timeout_ms",
     "max_session_timeout_ms",
     "initial_cluster_state",
+    "log_engine",
 ];
+
+/// Where a member keeps its Raft log (`log_engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogEngine {
+    /// rmif's write-ahead log in `data_dir/wal`: one record and one fdatasync per write.
+    Wal,
+    /// A redb database, `data_dir/raft.redb`: every write a B-tree transaction.
+    Redb,
+}
 
 /// How one registry member runs.
 #[derive(Debug, Clone)]
@@ -55,6 +65,9 @@ pub struct RegistryConfig {
     /// directory is empty (new disk, wiped after a failure) it must not vote before it has
     /// heard from a leader: it may have voted in the current term before it lost its state.
     pub join_existing: bool,
+    /// The log engine (`log_engine = wal | redb`); unset: whichever the data directory already
+    /// holds, the write-ahead log for a new one.
+    pub log_engine: Option<LogEngine>,
 }
 
 impl RegistryConfig {
@@ -76,6 +89,7 @@ impl RegistryConfig {
             min_session_timeout: Duration::from_millis(500),
             max_session_timeout: Duration::from_secs(60),
             join_existing: false,
+            log_engine: None,
         }
     }
 
@@ -165,6 +179,13 @@ impl RegistryConfig {
             _ => Err("expected new or existing".to_owned()),
         })? {
             config.join_existing = existing;
+        }
+        if let Some(engine) = p.take_with("log_engine", |v| match v {
+            "wal" => Ok(LogEngine::Wal),
+            "redb" => Ok(LogEngine::Redb),
+            _ => Err("expected wal or redb".to_owned()),
+        })? {
+            config.log_engine = Some(engine);
         }
         p.finish(REGISTRY_KEYS)?;
         config.validate(&origin)?;
@@ -283,6 +304,11 @@ mod tests {
                 format!("{base}peers=1=127.0.0.1:7100\nelection_tick=5\n"),
                 "election_tick",
                 "did you mean `election_ticks`",
+            ),
+            (
+                format!("{base}peers=1=127.0.0.1:7100\nlog_engine=rocksdb\n"),
+                "log_engine",
+                "expected wal or redb",
             ),
         ];
         for (text, key, reason) in cases {

@@ -10,6 +10,7 @@ mod watch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use rmif_core::{ProviderConfig, Server, ServerHandle};
@@ -18,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{REGISTRY_KEYS, RegistryConfig, parse_peers};
+pub use config::{LogEngine, REGISTRY_KEYS, RegistryConfig, parse_peers};
 pub use peer::PeerInbound;
 pub use replica::{Published, RaftStatus, Replica, ReplicaConfig, ReplicaShared};
 pub use service::{Identity, RegistryService};
@@ -37,6 +38,46 @@ pub enum StartError {
     Storage(#[from] StorageError),
 }
 
+/// Opens the member's log: the engine asked for, or the one `data_dir` already holds. A member
+/// whose directory holds the other engine's log refuses to start rather than start empty: a
+/// member that forgot its log could vote twice in a term or lose acknowledged writes.
+fn open_store(data_dir: &Path, engine: Option<LogEngine>) -> Result<Box<dyn LogStore>, StartError> {
+    let wal = data_dir.join("wal");
+    let redb = data_dir.join("raft.redb");
+    let found = if wal.exists() {
+        Some(LogEngine::Wal)
+    } else if redb.exists() {
+        Some(LogEngine::Redb)
+    } else {
+        None
+    };
+    let engine = match (engine, found) {
+        (Some(asked), Some(found)) if asked != found => {
+            return Err(StartError::Io(format!(
+                "log_engine is {} but {} holds a {} log: set log_engine={} to keep it, or move \
+                 it away and restart with initial_cluster_state=existing to rejoin empty",
+                engine_name(asked),
+                data_dir.display(),
+                engine_name(found),
+                engine_name(found)
+            )));
+        }
+        (Some(engine), _) | (None, Some(engine)) => engine,
+        (None, None) => LogEngine::Wal,
+    };
+    Ok(match engine {
+        LogEngine::Wal => Box::new(WalStore::open(&wal)?),
+        LogEngine::Redb => Box::new(RedbStore::open(&redb)?),
+    })
+}
+
+fn engine_name(engine: LogEngine) -> &'static str {
+    match engine {
+        LogEngine::Wal => "wal",
+        LogEngine::Redb => "redb",
+    }
+}
+
 /// A running registry member.
 pub struct RegistryServer {
     api: ServerHandle,
@@ -47,8 +88,8 @@ pub struct RegistryServer {
 }
 
 impl RegistryServer {
-    /// Starts a member with the default storage: the write-ahead log in `data_dir/wal`, or
-    /// the redb database `data_dir/raft.redb` that a member of an earlier version left there.
+    /// Starts a member with the log engine its configuration names (see
+    /// [`RegistryConfig::log_engine`]).
     pub async fn start(config: RegistryConfig) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Io(format!(
@@ -56,14 +97,7 @@ impl RegistryServer {
                 config.data_dir.display()
             ))
         })?;
-        let wal = config.data_dir.join("wal");
-        let redb = config.data_dir.join("raft.redb");
-        let store: Box<dyn LogStore> = if !wal.exists() && redb.exists() {
-            tracing::info!(path = %redb.display(), "going on with the existing redb log");
-            Box::new(RedbStore::open(&redb)?)
-        } else {
-            Box::new(WalStore::open(&wal)?)
-        };
+        let store = open_store(&config.data_dir, config.log_engine)?;
         Self::start_with_store(config, store).await
     }
 
@@ -189,5 +223,52 @@ impl RegistryServer {
         self.api.shutdown().await;
         self.shutdown.cancel();
         let _ = self.replica_task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::storage::Persist;
+
+    fn write_entry(store: &mut dyn LogStore) {
+        let entry = raft::prelude::Entry {
+            index: 1,
+            term: 1,
+            ..Default::default()
+        };
+        store
+            .persist(Persist {
+                entries: &[entry],
+                ..Persist::default()
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_member_keeps_the_engine_its_directory_holds_and_refuses_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        write_entry(
+            open_store(dir.path(), Some(LogEngine::Redb))
+                .unwrap()
+                .as_mut(),
+        );
+        // Unset: the redb log found there, with its entry.
+        let store = open_store(dir.path(), None).unwrap();
+        assert_eq!(store.recover().unwrap().entries.len(), 1);
+        drop(store);
+        let refused = open_store(dir.path(), Some(LogEngine::Wal)).err().unwrap();
+        assert!(
+            refused.to_string().contains("holds a redb log"),
+            "{refused}"
+        );
+
+        let fresh = tempfile::tempdir().unwrap();
+        write_entry(open_store(fresh.path(), None).unwrap().as_mut());
+        assert!(
+            fresh.path().join("wal").is_dir(),
+            "a new member uses the WAL"
+        );
+        assert!(open_store(fresh.path(), Some(LogEngine::Redb)).is_err());
     }
 }
