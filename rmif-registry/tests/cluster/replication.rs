@@ -306,3 +306,109 @@ async fn a_member_whose_data_was_wiped_rejoins_and_converges() {
         .unwrap();
     cluster.wait_converged(Duration::from_secs(10)).await;
 }
+
+/// The active log segment of member `id` (the newest `*.wal` file in its data directory).
+fn active_segment(cluster: &Cluster, id: u64) -> std::path::PathBuf {
+    let wal = cluster.members[(id - 1) as usize].data_dir.join("wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|item| item.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    segments.pop().expect("a log segment")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_killed_in_the_middle_of_a_log_write_rejoins_and_converges() {
+    let mut cluster = Cluster::start(3, Settings::default()).await;
+    let client = cluster.client();
+    client
+        .create("/torn", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        acked.push(
+            client
+                .create(&format!("/torn/before-{i}"), b"", CreateMode::PERSISTENT)
+                .await
+                .unwrap()
+                .path,
+        );
+    }
+    cluster.wait_converged(Duration::from_secs(10)).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.kill(victim);
+    // What SIGKILL during an append leaves: the start of a record, its length promising more.
+    let segment = active_segment(&cluster, victim);
+    let whole = std::fs::metadata(&segment).unwrap().len();
+    let mut torn = 4096u32.to_le_bytes().to_vec();
+    torn.extend_from_slice(&[0xab; 100]);
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap()
+        .write_all(&torn)
+        .unwrap();
+    for i in 0..20 {
+        acked.push(
+            client
+                .create(&format!("/torn/during-{i}"), b"", CreateMode::PERSISTENT)
+                .await
+                .unwrap()
+                .path,
+        );
+    }
+    cluster.spawn(victim);
+    let converged = cluster.wait_converged(Duration::from_secs(20)).await;
+    assert!(converged.iter().all(|s| s.digest == converged[0].digest));
+    assert_all_present(&cluster, victim, &acked).await;
+    // The torn record was cut before anything new was appended after it.
+    let bytes = std::fs::read(&segment).unwrap();
+    assert!(bytes.len() as u64 > whole, "nothing appended after restart");
+    assert_ne!(
+        &bytes[whole as usize..whole as usize + 4],
+        &4096u32.to_le_bytes(),
+        "the torn record is still there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_a_damaged_log_refuses_to_start_and_names_the_file() {
+    let mut cluster = Cluster::start(3, Settings::default()).await;
+    let client = cluster.client();
+    for i in 0..10 {
+        client
+            .create(&format!("/d{i}"), b"", CreateMode::PERSISTENT)
+            .await
+            .unwrap();
+    }
+    cluster.wait_converged(Duration::from_secs(10)).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.kill(victim);
+    let segment = active_segment(&cluster, victim);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // The last payload byte of the first record (`[length u32][crc u32][payload]`): a bit rot
+    // with valid records after it, which no interrupted append can leave.
+    let first_len = u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
+    assert!(8 + first_len < bytes.len(), "records follow the first");
+    bytes[8 + first_len - 1] ^= 0x5a;
+    std::fs::write(&segment, &bytes).unwrap();
+    cluster.spawn(victim);
+    let exited = cluster.wait_exit(victim, Duration::from_secs(10)).await;
+    assert!(!exited.success(), "a member with a damaged log started");
+    let log = std::fs::read_to_string(&cluster.members[(victim - 1) as usize].log).unwrap();
+    assert!(
+        log.contains(&segment.display().to_string()) && log.contains("damaged"),
+        "the member's log does not say which file is damaged:\n{log}"
+    );
+    // The others go on.
+    client
+        .create("/after", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+}

@@ -197,6 +197,28 @@ impl Cluster {
         }
     }
 
+    /// Waits for member `id`'s process to exit on its own (a member that refuses to start);
+    /// panics if it still runs after `limit`.
+    pub async fn wait_exit(&mut self, id: u64, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self
+                .member_mut(id)
+                .child
+                .as_mut()
+                .expect("member was started");
+            if let Some(status) = child.try_wait().expect("wait for the member") {
+                self.member_mut(id).child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {id} still runs after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGTERM, then waits for the process to exit on its own.
     pub fn terminate(&mut self, id: u64) {
         if let Some(mut child) = self.member_mut(id).child.take() {

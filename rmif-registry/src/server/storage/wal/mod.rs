@@ -13,7 +13,9 @@
 //!   between the two leaves the previous, consistent state.
 //!
 //! A crash can tear only the last record of the last segment: recovery drops it (it was never
-//! acknowledged) and cuts the file there. Damage anywhere else stops the member.
+//! acknowledged) and cuts the file there. Damage anywhere else, including a bad record with
+//! more data after it, stops the member with the file and offset: cutting there would drop
+//! writes it acknowledged.
 
 mod record;
 
@@ -439,7 +441,7 @@ impl Replay {
         loop {
             match record::decode(&bytes[offset..]) {
                 Read::End => break,
-                Read::Torn(what) if is_last => {
+                Read::Torn(what) if is_last && record::could_be_torn(&bytes[offset..]) => {
                     tracing::warn!(segment = %path.display(), offset, "{what}: end of the log");
                     break;
                 }

@@ -107,6 +107,19 @@ pub enum Read {
     Torn(String),
 }
 
+/// Whether `rest`, the bytes from a bad record to the end of the file, can be what an
+/// interrupted append left: blocks never written (zeros), or one record that reaches the end of
+/// the file. Bytes beyond a bad record's end mean damage, not a torn write: cutting there would
+/// silently drop records that were acknowledged. (A damaged length field that points beyond the
+/// end of the file still reads as torn: the length is not checksummed on its own.)
+pub fn could_be_torn(rest: &[u8]) -> bool {
+    if rest.iter().all(|byte| *byte == 0) || rest.len() < HEADER_LEN {
+        return true;
+    }
+    let payload_len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+    HEADER_LEN + payload_len >= rest.len()
+}
+
 /// Reads the record at the start of `bytes`.
 pub fn decode(bytes: &[u8]) -> Read {
     if bytes.is_empty() {
@@ -275,6 +288,18 @@ mod tests {
                 "a flipped byte at {at} was not reported torn"
             );
         }
+    }
+
+    #[test]
+    fn only_a_tail_an_interrupted_append_can_leave_counts_as_torn() {
+        let bytes = sample();
+        assert!(could_be_torn(&bytes[..bytes.len() - 1]), "cut short");
+        assert!(could_be_torn(&[0; 4096]), "never written");
+        let mut garbled = bytes.clone();
+        garbled[20] ^= 1;
+        assert!(could_be_torn(&garbled), "garbled, ending at the end");
+        garbled.extend_from_slice(&bytes);
+        assert!(!could_be_torn(&garbled), "a record follows the damage");
     }
 
     #[test]

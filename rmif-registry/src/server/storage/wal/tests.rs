@@ -115,6 +115,43 @@ fn segments_roll_and_a_snapshot_removes_those_it_covers() {
 }
 
 #[test]
+fn a_zeroed_tail_is_cut_like_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    append_entries(&mut WalStore::open(dir.path()).unwrap(), 1..=2);
+    let segment = dir.path().join(&segments(dir.path())[0]);
+    // Blocks the file system allocated but a crash kept from being written.
+    OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap()
+        .write_all(&[0; 4096])
+        .unwrap();
+    assert_eq!(recovered_indexes(dir.path()), vec![(1, 1), (2, 1)]);
+}
+
+#[test]
+fn damage_inside_the_last_segment_is_an_error_not_a_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    append_entries(&mut WalStore::open(dir.path()).unwrap(), 1..=5);
+    let segment = dir.path().join(&segments(dir.path())[0]);
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[12] ^= 0xff;
+    fs::write(&segment, &bytes).unwrap();
+    let error = WalStore::open(dir.path())
+        .err()
+        .expect("damage went unnoticed");
+    assert!(
+        error.0.contains(&segment.display().to_string()) && error.0.contains("at byte 0"),
+        "{error}"
+    );
+    assert_eq!(
+        fs::metadata(&segment).unwrap().len(),
+        bytes.len() as u64,
+        "the damaged log was cut"
+    );
+}
+
+#[test]
 fn damage_before_the_end_of_the_log_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     append_entries(
