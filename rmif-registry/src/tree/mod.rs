@@ -10,7 +10,7 @@ mod node;
 mod nodes;
 pub mod path;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
@@ -124,7 +124,8 @@ impl Txn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tree {
     nodes: Nodes,
-    sessions: BTreeMap<u64, Session>,
+    /// Persistent, like the nodes: a snapshot's clone of the tree shares it.
+    sessions: imbl::OrdMap<u64, Session>,
     last_zxid: u64,
 }
 
@@ -186,7 +187,7 @@ impl Tree {
         nodes.insert("/".to_owned(), Node::default());
         Tree {
             nodes,
-            sessions: BTreeMap::new(),
+            sessions: imbl::OrdMap::new(),
             last_zxid: 0,
         }
     }

@@ -539,3 +539,30 @@ fn a_clone_keeps_the_state_it_was_taken_at_while_the_tree_changes() {
     assert_eq!(h.tree.get("/parent/c7").unwrap().0, b"changed");
     assert_eq!(taken.get("/parent/c7").unwrap().0, b"v");
 }
+
+#[test]
+fn a_clone_keeps_its_sessions_while_the_tree_expires_them() {
+    let mut h = Harness::new();
+    let session = h.open_session();
+    h.apply(create("/svc", b"")).unwrap();
+    let made = h.apply_as(
+        Some((session, 1)),
+        Op::Create {
+            path: "/svc/a".into(),
+            data: vec![],
+            ephemeral: true,
+            sequential: false,
+        },
+    );
+    assert_eq!(created_path(made.outcome), "/svc/a");
+    let taken = h.tree.clone();
+    let image_then = taken.to_snapshot();
+    h.apply(Op::ExpireSessions {
+        sessions: vec![session],
+    })
+    .unwrap();
+    assert!(h.tree.session(session).is_none());
+    let kept = taken.session(session).expect("the clone lost the session");
+    assert!(kept.ephemerals.contains("/svc/a"));
+    assert_eq!(taken.to_snapshot(), image_then);
+}
