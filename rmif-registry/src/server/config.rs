@@ -34,6 +34,19 @@ pub enum LogEngine {
     Redb,
 }
 
+impl LogEngine {
+    /// Every engine, by the name `log_engine` takes.
+    const ALL: [LogEngine; 2] = [LogEngine::Wal, LogEngine::Redb];
+
+    /// The name `log_engine` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogEngine::Wal => "wal",
+            LogEngine::Redb => "redb",
+        }
+    }
+}
+
 /// How one registry member runs.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -180,10 +193,11 @@ impl RegistryConfig {
         })? {
             config.join_existing = existing;
         }
-        if let Some(engine) = p.take_with("log_engine", |v| match v {
-            "wal" => Ok(LogEngine::Wal),
-            "redb" => Ok(LogEngine::Redb),
-            _ => Err("expected wal or redb".to_owned()),
+        if let Some(engine) = p.take_with("log_engine", |v| {
+            LogEngine::ALL
+                .into_iter()
+                .find(|engine| engine.name() == v)
+                .ok_or_else(|| "expected wal or redb".to_owned())
         })? {
             config.log_engine = Some(engine);
         }

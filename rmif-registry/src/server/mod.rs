@@ -56,10 +56,10 @@ fn open_store(data_dir: &Path, engine: Option<LogEngine>) -> Result<Box<dyn LogS
             return Err(StartError::Io(format!(
                 "log_engine is {} but {} holds a {} log: set log_engine={} to keep it, or move \
                  it away and restart with initial_cluster_state=existing to rejoin empty",
-                engine_name(asked),
+                asked.name(),
                 data_dir.display(),
-                engine_name(found),
-                engine_name(found)
+                found.name(),
+                found.name()
             )));
         }
         (Some(engine), _) | (None, Some(engine)) => engine,
@@ -69,13 +69,6 @@ fn open_store(data_dir: &Path, engine: Option<LogEngine>) -> Result<Box<dyn LogS
         LogEngine::Wal => Box::new(WalStore::open(&wal)?),
         LogEngine::Redb => Box::new(RedbStore::open(&redb)?),
     })
-}
-
-fn engine_name(engine: LogEngine) -> &'static str {
-    match engine {
-        LogEngine::Wal => "wal",
-        LogEngine::Redb => "redb",
-    }
 }
 
 /// A running registry member.
@@ -229,20 +222,10 @@ impl RegistryServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::storage::Persist;
+    use crate::server::storage::conformance::{append, entry};
 
     fn write_entry(store: &mut dyn LogStore) {
-        let entry = raft::prelude::Entry {
-            index: 1,
-            term: 1,
-            ..Default::default()
-        };
-        store
-            .persist(Persist {
-                entries: &[entry],
-                ..Persist::default()
-            })
-            .unwrap();
+        append(store, &[entry(1, 1)]);
     }
 
     #[test]

@@ -107,8 +107,7 @@ async fn the_cli_reads_writes_and_reports_errors_by_path() {
     }
 
     // Without a quorum: an error that still names the path, and a member shown unreachable.
-    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
-    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let (leader, follower) = cluster.leader_and_follower(Duration::from_secs(5)).await;
     cluster.kill(leader);
     cluster.kill(follower);
     let stderr = failed(&rmif(&cluster, &["create", "/app/lonely", "x"]));

@@ -96,8 +96,7 @@ async fn refused_operations_are_typed_errors_and_the_cluster_keeps_serving() {
 
     // Without a majority, writes and linearizable reads fail with "no quorum" (or an unknown
     // outcome for a write caught mid-flight), within the client's deadline.
-    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
-    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    let (_, survivor) = cluster.leader_and_follower(Duration::from_secs(5)).await;
     for id in (1..=3).filter(|id| *id != survivor) {
         cluster.kill(id);
     }

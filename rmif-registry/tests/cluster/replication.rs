@@ -196,8 +196,7 @@ async fn a_member_down_during_compaction_rejoins_through_a_snapshot() {
         .create("/snap", b"", CreateMode::PERSISTENT)
         .await
         .unwrap();
-    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
-    let behind = (1..=3).find(|id| *id != leader).unwrap();
+    let (leader, behind) = cluster.leader_and_follower(Duration::from_secs(5)).await;
     cluster.kill(behind);
 
     // Through the leader: a write in flight to the member being killed has an unknown outcome
@@ -280,8 +279,7 @@ async fn a_member_whose_data_was_wiped_rejoins_and_converges() {
             .unwrap();
         acked.push(path);
     }
-    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
-    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    let (leader, victim) = cluster.leader_and_follower(Duration::from_secs(5)).await;
     cluster.kill(victim);
     cluster.wipe(victim);
     // Through the leader: a write in flight on a connection to the member being killed has an
@@ -338,8 +336,7 @@ async fn a_member_killed_in_the_middle_of_a_log_write_rejoins_and_converges() {
         );
     }
     cluster.wait_converged(Duration::from_secs(10)).await;
-    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
-    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    let (_, victim) = cluster.leader_and_follower(Duration::from_secs(5)).await;
     cluster.kill(victim);
     // What SIGKILL during an append leaves: the start of a record, its length promising more.
     let segment = active_segment(&cluster, victim);
@@ -387,8 +384,7 @@ async fn a_member_with_a_damaged_log_refuses_to_start_and_names_the_file() {
             .unwrap();
     }
     cluster.wait_converged(Duration::from_secs(10)).await;
-    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
-    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    let (_, victim) = cluster.leader_and_follower(Duration::from_secs(5)).await;
     cluster.kill(victim);
     let segment = active_segment(&cluster, victim);
     let mut bytes = std::fs::read(&segment).unwrap();

@@ -322,8 +322,7 @@ async fn a_watcher_cut_off_during_100_changes_sees_them_all_after_reconnecting()
         .create("/cut", b"", CreateMode::PERSISTENT)
         .await
         .unwrap();
-    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
-    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    let (leader, victim) = cluster.leader_and_follower(Duration::from_secs(5)).await;
     let victim_addr = cluster.members[(victim - 1) as usize].client_addr;
 
     let watching = cluster.client();

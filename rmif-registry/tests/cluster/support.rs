@@ -197,6 +197,15 @@ impl Cluster {
         }
     }
 
+    /// The leader, once there is one, and a member that is not it.
+    pub async fn leader_and_follower(&self, limit: Duration) -> (u64, u64) {
+        let leader = self.wait_for_leader(limit).await;
+        let follower = (1..=self.members.len() as u64)
+            .find(|id| *id != leader)
+            .expect("a cluster of more than one member");
+        (leader, follower)
+    }
+
     /// Waits for member `id`'s process to exit on its own (a member that refuses to start);
     /// panics if it still runs after `limit`.
     pub async fn wait_exit(&mut self, id: u64, limit: Duration) -> std::process::ExitStatus {

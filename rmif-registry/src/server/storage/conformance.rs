@@ -38,6 +38,16 @@ pub fn snapshot(index: u64, term: u64, data: &'static [u8]) -> Snapshot {
     snapshot
 }
 
+/// Persists `entries` alone, durably.
+pub fn append(store: &mut dyn LogStore, entries: &[Entry]) {
+    store
+        .persist(Persist {
+            entries,
+            ..Persist::default()
+        })
+        .unwrap();
+}
+
 pub fn indexes(entries: &[Entry]) -> Vec<(u64, u64)> {
     entries.iter().map(|e| (e.index, e.term)).collect()
 }
@@ -68,12 +78,7 @@ fn survives_reopening_with_truncation_and_snapshots() {
                 })
                 .unwrap();
             // A new leader overwrites the uncommitted tail.
-            store
-                .persist(Persist {
-                    entries: &[entry(4, 2), entry(5, 2)],
-                    ..Persist::default()
-                })
-                .unwrap();
+            append(store.as_mut(), &[entry(4, 2), entry(5, 2)]);
             store.save_snapshot(&snapshot(2, 1, b"tree")).unwrap();
         }
         let store = open(dir.path());
@@ -101,12 +106,7 @@ fn a_received_snapshot_replaces_the_log() {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut store = open(dir.path());
-            store
-                .persist(Persist {
-                    entries: &[entry(1, 1), entry(2, 1), entry(12, 1)],
-                    ..Persist::default()
-                })
-                .unwrap();
+            append(store.as_mut(), &[entry(1, 1), entry(2, 1), entry(12, 1)]);
             let hs = HardState {
                 term: 3,
                 commit: 10,
@@ -119,12 +119,7 @@ fn a_received_snapshot_replaces_the_log() {
                     ..Persist::default()
                 })
                 .unwrap();
-            store
-                .persist(Persist {
-                    entries: &[entry(11, 3)],
-                    ..Persist::default()
-                })
-                .unwrap();
+            append(store.as_mut(), &[entry(11, 3)]);
         }
         let recovered = open(dir.path()).recover().unwrap();
         assert_eq!(indexes(&recovered.entries), vec![(11, 3)], "{name}");
@@ -156,12 +151,7 @@ fn a_deferred_write_is_durable_with_the_next_durable_one() {
                     ..Persist::default()
                 })
                 .unwrap();
-            store
-                .persist(Persist {
-                    entries: &[entry(1, 1)],
-                    ..Persist::default()
-                })
-                .unwrap();
+            append(store.as_mut(), &[entry(1, 1)]);
         }
         let recovered = open(dir.path()).recover().unwrap();
         assert_eq!(recovered.hard_state.commit, 1, "{name}");

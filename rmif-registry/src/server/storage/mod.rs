@@ -3,7 +3,7 @@
 //! `Storage` trait.
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 mod raft_log;
 mod redb_store;
 mod wal;

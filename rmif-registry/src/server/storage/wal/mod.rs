@@ -303,9 +303,7 @@ impl WalStore {
         if !self.sync {
             return Ok(());
         }
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error(format!("cannot sync {}", self.dir.display())))
+        sync_dir(&self.dir)
     }
 }
 
@@ -499,6 +497,13 @@ fn snapshot_path(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("{SNAPSHOT_PREFIX}{index:020}{SNAPSHOT_SUFFIX}"))
 }
 
+/// Makes the directory's entries (a new or renamed file) durable.
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error(format!("cannot sync {}", dir.display())))
+}
+
 fn create_segment(dir: &Path, seq: u64) -> Result<Active, StorageError> {
     let path = segment_path(dir, seq);
     let file = OpenOptions::new()
@@ -507,9 +512,7 @@ fn create_segment(dir: &Path, seq: u64) -> Result<Active, StorageError> {
         .open(&path)
         .map_err(io_error(format!("cannot create {}", path.display())))?;
     // The new name must be durable before anything in the file counts.
-    File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_error(format!("cannot sync {}", dir.display())))?;
+    sync_dir(dir)?;
     Ok(Active {
         seq,
         file,

@@ -3,16 +3,11 @@ use std::path::Path;
 use raft::prelude::HardState;
 
 use super::*;
-use crate::server::storage::conformance::{entry, indexes, snapshot};
+use crate::server::storage::conformance::{append, entry, indexes, snapshot};
 
 fn append_entries(store: &mut WalStore, range: std::ops::RangeInclusive<u64>) {
     for index in range {
-        store
-            .persist(Persist {
-                entries: &[entry(index, 1)],
-                ..Persist::default()
-            })
-            .unwrap();
+        append(store, &[entry(index, 1)]);
     }
 }
 
