@@ -41,7 +41,7 @@ if ((${#missing[@]})); then
     fi
 fi
 
-nice -n 10 cargo build --release -p rmif-registry --bin rmif-registry
+nice -n 10 cargo build --release -p rmif-registry-server --bin rmif-registry
 nice -n 10 cargo bench -p rmif-bench --bench registry --no-run
 
 export RMIF_REGISTRY_BIN="$target_dir/release/rmif-registry"

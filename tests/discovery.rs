@@ -7,7 +7,7 @@ use std::time::Duration;
 use rmif_core::balance::BalancePolicy;
 use rmif_core::{ProviderConfig, RpcConfig, Server, ServerHandle};
 use rmif_registry::discovery::{Registration, announce, consumer_client};
-use rmif_registry::server::{RegistryConfig, RegistryServer};
+use rmif_registry_server::{RegistryConfig, RegistryServer};
 use rmif_suite::calculator::{Arithmetic, Calculator, CalculatorConsumer, CalculatorProvider};
 use tokio::time::Instant;
 

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use rmif_core::Streaming;
 
 use crate::error::RegistryError;
-use crate::tree::{ChangeKind, Op, OpResult, SessionCall, Stat};
+use crate::node::{ChangeKind, Stat};
+use crate::op::{Op, OpResult, SessionCall};
 
 /// Create a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::WatchMode;
 use crate::client::{Consistency, CreateMode, RegistryClient, Session, SessionState};
 use crate::error::RegistryError;
-use crate::tree::{ChangeKind, path};
+use crate::node::ChangeKind;
+use crate::path;
 
 /// Root of the discovery tree.
 pub const SERVICES_ROOT: &str = "/rmif/services";

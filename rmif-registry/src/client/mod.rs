@@ -22,7 +22,7 @@ use crate::api::{
     WatchMode, Written,
 };
 use crate::error::RegistryError;
-use crate::tree::{Op, SessionCall};
+use crate::op::{Op, SessionCall};
 use shared_watch::SharedWatches;
 
 /// How a [`RegistryClient`] behaves.

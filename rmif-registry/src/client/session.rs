@@ -16,7 +16,7 @@ use crate::api::{
     Registry, RegistryConsumer, SessionGrant, SessionRequest, SetRequest, Written,
 };
 use crate::error::RegistryError;
-use crate::tree::SessionCall;
+use crate::op::SessionCall;
 
 /// What the application knows about its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

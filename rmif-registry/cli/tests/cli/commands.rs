@@ -1,0 +1,201 @@
+//! The `rmif` command line, run as a process against real members: output for people and for
+//! machines, and errors that name the path and the reason with a non-zero exit code.
+
+use std::process::{Command, Output};
+
+use std::time::Duration;
+
+use rmif_registry::CreateMode;
+
+use crate::support::{Cluster, rmif};
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "rmif failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn failed(output: &Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_writes_and_reports_errors_by_path() {
+    let mut cluster = Cluster::start(3).await;
+
+    assert_eq!(
+        ok(&rmif(&cluster, &["create", "/app", "hello"]).await),
+        "created /app\n"
+    );
+    assert_eq!(ok(&rmif(&cluster, &["get", "/app"]).await), "hello\n");
+    assert_eq!(
+        ok(&rmif(&cluster, &["get", "--stale", "/app"]).await),
+        "hello\n"
+    );
+    assert_eq!(
+        ok(&rmif(&cluster, &["set", "/app", "world", "--version", "0"]).await),
+        "set /app (version 1)\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(ok(&rmif(&cluster, &["--json", "get", "/app"]).await).trim()).unwrap();
+    assert_eq!(json["path"], "/app");
+    assert_eq!(json["data"], "world");
+    assert_eq!(json["stat"]["version"], 1);
+    assert!(json["zxid"].as_u64().unwrap() > 0);
+
+    assert_eq!(
+        ok(&rmif(&cluster, &["create", "--sequential", "/app/job-", "x"]).await),
+        "created /app/job-0000000000\n"
+    );
+    assert_eq!(
+        ok(&rmif(&cluster, &["ls", "/app"]).await),
+        "job-0000000000\n"
+    );
+    assert!(ok(&rmif(&cluster, &["stat", "/app"]).await).contains("num_children = 1"));
+    assert!(ok(&rmif(&cluster, &["sync"]).await).starts_with("synced (zxid "));
+    let json_lines = ok(&rmif(&cluster, &["--json", "ls", "/app"]).await);
+    assert_eq!(json_lines.lines().count(), 1, "one JSON object per result");
+
+    let status = ok(&rmif(&cluster, &["status"]).await);
+    assert_eq!(
+        status.lines().filter(|l| l.contains("leader")).count(),
+        1,
+        "{status}"
+    );
+    assert_eq!(
+        status.lines().filter(|l| l.contains("follower")).count(),
+        2,
+        "{status}"
+    );
+    let status_json = ok(&rmif(&cluster, &["--json", "status"]).await);
+    for line in status_json.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["reachable"], true);
+        assert!(row["applied"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["term"].as_u64().unwrap() > 0, "{row}");
+    }
+
+    let cases: [(&[&str], &str); 6] = [
+        (&["create", "/app", "again"], "/app: node already exists"),
+        (&["get", "/missing"], "/missing: no such node"),
+        (
+            &["set", "/app", "x", "--version", "7"],
+            "/app: version conflict (expected 7, found 1)",
+        ),
+        (&["delete", "/app"], "/app: node has children"),
+        (&["create", "/a//b"], "\"/a//b\": invalid path"),
+        (&["create", "/nothing/here"], "/nothing: no such node"),
+    ];
+    for (args, expected) in cases {
+        let stderr = failed(&rmif(&cluster, args).await);
+        assert!(stderr.starts_with("rmif: "), "{stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+
+    // Without a quorum: an error that still names the path, and a member shown unreachable.
+    let (leader, follower) = cluster.leader_and_follower(Duration::from_secs(5)).await;
+    cluster.stop(leader).await;
+    cluster.stop(follower).await;
+    let stderr = failed(&rmif(&cluster, &["create", "/app/lonely", "x"]).await);
+    assert!(
+        stderr.contains("/app/lonely")
+            && (stderr.contains("no quorum") || stderr.contains("outcome unknown")),
+        "{stderr}"
+    );
+    let status = ok(&rmif(&cluster, &["status"]).await);
+    assert_eq!(
+        status.lines().filter(|l| l.contains("no (")).count(),
+        2,
+        "{status}"
+    );
+}
+
+/// `rmif --json watch --recursive PATH` prints one JSON object per event (type, path, zxid) in
+/// zxid order, as the changes happen, until it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_watch_prints_one_json_line_per_event() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use tokio::sync::mpsc;
+
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    client
+        .create("/w", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let servers = cluster.servers_arg();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmif"))
+        .args([
+            "--servers",
+            &servers,
+            "--json",
+            "watch",
+            "--recursive",
+            "/w",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rmif watch");
+    // Lines of both streams, read on threads of their own.
+    let (lines_tx, mut lines) = mpsc::unbounded_channel::<(bool, String)>();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for (is_stdout, stream) in [
+        (true, Box::new(stdout) as Box<dyn std::io::Read + Send>),
+        (false, Box::new(stderr)),
+    ] {
+        let tx = lines_tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send((is_stdout, line));
+            }
+        });
+    }
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(10), lines.recv())
+            .await
+            .ok()
+            .flatten()
+            .expect("a line from rmif watch within 10 s")
+    };
+    let (is_stdout, armed) = next_line().await;
+    assert!(
+        !is_stdout && armed.starts_with("rmif: watching /w from zxid"),
+        "{armed}"
+    );
+
+    client
+        .create("/w/a", b"1", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    client.set("/w/a", b"2", None).await.unwrap();
+    let deleted = client.delete("/w/a", None).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut last_zxid = 0;
+    while last_zxid < deleted.zxid {
+        let (is_stdout, line) = next_line().await;
+        assert!(is_stdout, "unexpected diagnostic: {line}");
+        let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        let zxid = event["zxid"].as_u64().expect("a zxid");
+        assert!(zxid >= last_zxid, "zxid {zxid} after {last_zxid}");
+        last_zxid = zxid;
+        if event["path"] == "/w/a" {
+            seen.push(event["type"].as_str().expect("a type").to_owned());
+        }
+    }
+    assert_eq!(seen, ["created", "data_changed", "deleted"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

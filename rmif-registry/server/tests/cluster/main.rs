@@ -1,0 +1,9 @@
+//! Multi-process tests of the registry: members are real processes, killed with SIGKILL.
+
+mod errors;
+mod linearizability;
+mod proxy;
+mod replication;
+mod sessions;
+mod support;
+mod torture;
