@@ -53,7 +53,9 @@ pub fn advertised_addr(
         return Ok(bound);
     }
     let mut candidates: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .map_err(|e| RegistryError::BadRequest(format!("cannot list local addresses: {e}")))?
+        .map_err(|e| RegistryError::NoLocalAddress {
+            reason: format!("cannot list the local interfaces: {e}"),
+        })?
         .into_iter()
         .map(|interface| interface.ip())
         .filter(|ip| ip.is_ipv4() == bound.is_ipv4())
@@ -67,10 +69,8 @@ pub fn advertised_addr(
     candidates
         .first()
         .map(|ip| SocketAddr::new(*ip, bound.port()))
-        .ok_or_else(|| {
-            RegistryError::BadRequest(
-                "no local address matches Ip_include_pattern / Ip_exclude_pattern".to_owned(),
-            )
+        .ok_or_else(|| RegistryError::NoLocalAddress {
+            reason: "no local address matches Ip_include_pattern / Ip_exclude_pattern".to_owned(),
         })
 }
 
@@ -93,8 +93,8 @@ impl Registration {
         metadata: ProviderMetadata,
         session_timeout: Duration,
     ) -> Result<Registration, RegistryError> {
-        let data = serde_json::to_vec(&metadata)
-            .map_err(|e| RegistryError::BadRequest(format!("cannot encode metadata: {e}")))?;
+        // A number and a map of strings: JSON always encodes them.
+        let data = serde_json::to_vec(&metadata).expect("provider metadata encodes as JSON");
         let session = client.open_session(session_timeout).await?;
         create_nodes(&session, &services, addr, &data).await?;
         let stop = CancellationToken::new();
@@ -423,6 +423,11 @@ fn registry_addrs(config: &RpcConfig) -> Result<Vec<SocketAddr>, RegistryError> 
     config
         .registry
         .iter()
-        .map(|addr| rmif_core::config::resolve_addr(addr).map_err(RegistryError::BadRequest))
+        .map(|addr| {
+            rmif_core::config::resolve_addr(addr).map_err(|reason| RegistryError::InvalidAddress {
+                addr: addr.clone(),
+                reason,
+            })
+        })
         .collect()
 }

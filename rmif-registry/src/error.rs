@@ -99,6 +99,29 @@ pub enum RegistryError {
     /// The request is malformed or outside a limit (too many operations in one multi, …).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The client was made without any registry member to talk to.
+    #[error("no registry members configured")]
+    NoServers,
+    /// An address that is not one of the client's members was asked about.
+    #[error("{addr} is not one of this client's registry members")]
+    UnknownServer {
+        /// The address asked about.
+        addr: String,
+    },
+    /// A configured address is not a usable `host:port`.
+    #[error("{addr:?} is not a usable address: {reason}")]
+    InvalidAddress {
+        /// The address as configured.
+        addr: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// No local address can be announced for a provider bound to a wildcard address.
+    #[error("no local address to announce: {reason}")]
+    NoLocalAddress {
+        /// Why (the interfaces could not be listed, or none matches the configured patterns).
+        reason: String,
+    },
     /// The call to the registry failed in transport.
     #[error(transparent)]
     Rpc(#[from] rmif_core::Error),

@@ -1,12 +1,13 @@
 //! The registry client: an async API over the [`Registry`] service that sticks to one member,
-//! fails over to the others, and never reads a state older than one it has already seen.
+//! fails over to the others (all through the one loop in `failover`), and never reads a state
+//! older than one it has already seen.
 
+mod failover;
 mod session;
-mod shared_watch;
-mod watcher;
+mod watch;
 
 pub use session::{Session, SessionState};
-pub use watcher::Watcher;
+pub use watch::Watcher;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +24,8 @@ use crate::api::{
 };
 use crate::error::RegistryError;
 use crate::op::{Op, SessionCall};
-use shared_watch::SharedWatches;
+use failover::{Plan, Retry};
+use watch::SharedWatches;
 
 /// How a [`RegistryClient`] behaves.
 #[derive(Debug, Clone)]
@@ -97,15 +99,6 @@ struct Inner {
     shared_watches: SharedWatches,
 }
 
-/// Whether an operation may be sent again after a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retry {
-    /// Reads and syncs: any retryable failure.
-    Always,
-    /// Writes outside a session: only if the failure proves it was not performed.
-    IfNotPerformed,
-}
-
 impl RegistryClient {
     /// A client for the members at `servers` (client API addresses). Connections are made on
     /// first use; must be called inside a tokio runtime.
@@ -153,65 +146,8 @@ impl RegistryClient {
         self.inner.last_zxid.fetch_max(zxid, Ordering::AcqRel);
     }
 
-    /// Runs `call` on the preferred member, failing over to the others while the error allows.
-    async fn call<T, F, Fut>(&self, retry: Retry, mut call: F) -> Result<T, RegistryError>
-    where
-        F: FnMut(RegistryConsumer) -> Fut,
-        Fut: Future<Output = Result<T, RegistryError>>,
-    {
-        let members = &self.inner.members;
-        if members.is_empty() {
-            return Err(RegistryError::BadRequest(
-                "no registry servers configured".to_owned(),
-            ));
-        }
-        let deadline = Instant::now() + self.inner.options.timeout;
-        let start = self.inner.preferred.load(Ordering::Relaxed);
-        let mut attempt = 0usize;
-        // The last answer a member gave (say, "no quorum"): more useful to report than the
-        // connection failures of members that are down.
-        let mut answered: Option<RegistryError> = None;
-        loop {
-            let index = (start + attempt) % members.len();
-            let outcome = call(members[index].stub.clone()).await;
-            match outcome {
-                Ok(value) => {
-                    self.inner.preferred.store(index, Ordering::Relaxed);
-                    return Ok(value);
-                }
-                Err(error) => {
-                    let may_retry = match retry {
-                        Retry::Always => error.is_retryable(),
-                        Retry::IfNotPerformed => error.was_not_performed(),
-                    };
-                    if !may_retry {
-                        return Err(error);
-                    }
-                    if Instant::now() >= deadline {
-                        // Every attempt failed in a way that allowed another, so reporting an
-                        // earlier one is as true as reporting the last.
-                        return Err(match (error, answered) {
-                            (RegistryError::Rpc(_), Some(answer)) => answer,
-                            (error, _) => error,
-                        });
-                    }
-                    if !matches!(error, RegistryError::Rpc(_)) {
-                        answered = Some(error.clone());
-                    }
-                    tracing::debug!(member = %members[index].addr, %error, "registry call failed; trying another member");
-                    attempt += 1;
-                    // After a full round, give an election time to finish.
-                    if attempt % members.len() == 0 {
-                        let pause =
-                            Duration::from_millis(50 * (attempt / members.len()).min(8) as u64);
-                        tokio::time::sleep(pause.min(deadline - Instant::now())).await;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends `request` with failover and records the zxid of the answer.
+    /// Sends `request` to the preferred member, failing over to the others as `retry` allows;
+    /// the member that answers becomes the preferred one, and the answer's zxid is recorded.
     async fn request<R, T, F, Fut>(
         &self,
         retry: Retry,
@@ -224,7 +160,16 @@ impl RegistryClient {
         F: Fn(RegistryConsumer, R) -> Fut,
         Fut: Future<Output = Result<T, RegistryError>>,
     {
-        let answer = self.call(retry, |stub| send(stub, request.clone())).await?;
+        let plan = Plan {
+            start: self.preferred(),
+            retry,
+            deadline: Some(Instant::now() + self.inner.options.timeout),
+        };
+        let (answer, member) = failover::run(self, plan, |member| {
+            send(self.stub(member), request.clone())
+        })
+        .await?;
+        self.inner.preferred.store(member, Ordering::Relaxed);
         self.saw(answer.zxid());
         Ok(answer)
     }
@@ -262,8 +207,9 @@ impl RegistryClient {
             sequential: mode.sequential,
             session,
         };
+        // A write within a session is deduplicated by its request number.
         let retry = if session.is_some() {
-            Retry::Always
+            Retry::Retryable
         } else {
             Retry::IfNotPerformed
         };
@@ -323,7 +269,7 @@ impl RegistryClient {
         consistency: Consistency,
     ) -> Result<NodeData, RegistryError> {
         let request = self.read_request(path, consistency);
-        self.request(Retry::Always, request, |stub, r| async move {
+        self.request(Retry::Retryable, request, |stub, r| async move {
             stub.get(r).await
         })
         .await
@@ -336,7 +282,7 @@ impl RegistryClient {
         consistency: Consistency,
     ) -> Result<ChildList, RegistryError> {
         let request = self.read_request(path, consistency);
-        self.request(Retry::Always, request, |stub, r| async move {
+        self.request(Retry::Retryable, request, |stub, r| async move {
             stub.children(r).await
         })
         .await
@@ -349,7 +295,7 @@ impl RegistryClient {
         consistency: Consistency,
     ) -> Result<NodeStat, RegistryError> {
         let request = self.read_request(path, consistency);
-        self.request(Retry::Always, request, |stub, r| async move {
+        self.request(Retry::Retryable, request, |stub, r| async move {
             stub.stat(r).await
         })
         .await
@@ -358,7 +304,7 @@ impl RegistryClient {
     /// A quorum barrier on the member this client talks to.
     pub async fn sync(&self) -> Result<Synced, RegistryError> {
         self.request(
-            Retry::Always,
+            Retry::Retryable,
             (),
             |stub, ()| async move { stub.sync().await },
         )
@@ -372,8 +318,8 @@ impl RegistryClient {
             .members
             .iter()
             .find(|m| m.addr == addr)
-            .ok_or_else(|| {
-                RegistryError::BadRequest(format!("{addr} is not one of this client's servers"))
+            .ok_or_else(|| RegistryError::UnknownServer {
+                addr: addr.to_string(),
             })?;
         member.stub.member_status().await
     }

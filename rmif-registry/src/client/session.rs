@@ -1,15 +1,18 @@
 //! A client session: heartbeats in the background, a state the application can follow, and
-//! operations that survive a failover by moving the session (with its secret) to another member
-//! and retrying under the same request number, which the registry applies only once.
+//! requests that survive a failover. A request goes through the client's failover loop with an
+//! attempt that first attaches the session (with its secret) to the member it is about to use,
+//! unless it is known to be attached there already; a retried request keeps its request number,
+//! which the registry applies only once.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::failover::{self, Plan, Retry};
 use super::{CreateMode, RegistryClient};
 use crate::api::{
     AttachSessionRequest, CreateRequest, Created, DeleteRequest, OpenSessionRequest, Reflects,
@@ -40,16 +43,42 @@ pub struct Session {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.inner.id)
+            .field("timeout", &self.inner.timeout)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     client: RegistryClient,
     id: u64,
     secret: u64,
     timeout: Duration,
+    /// Where the session is attached, as far as this client knows.
+    attachment: Mutex<Attachment>,
+    /// Serializes attaching, so that requests failing together move the session once.
+    attaching: tokio::sync::Mutex<()>,
+    /// `attachment.member`, readable without the lock.
     member: AtomicUsize,
     next_request: AtomicU64,
     state: watch::Sender<SessionState>,
-    moving: Mutex<()>,
     stop: CancellationToken,
+}
+
+/// The member holding the session for this client.
+#[derive(Debug, Clone, Copy)]
+struct Attachment {
+    member: usize,
+    /// Counts attachments, so that a failure seen on an old one does not discard a new one.
+    epoch: u64,
+    /// False once a request on it failed: the next request attaches the session again, on that
+    /// member or another (a replaced connection needs that too: sessions are held per
+    /// connection).
+    valid: bool,
 }
 
 impl Drop for Session {
@@ -66,25 +95,18 @@ impl Session {
         let request = OpenSessionRequest {
             timeout_ms: timeout.as_millis() as u64,
         };
-        let members = client.member_count().max(1);
-        let deadline = Instant::now() + client.options().timeout;
-        let start = client.preferred();
-        let mut attempt = 0;
-        let (grant, member) = loop {
-            let member = (start + attempt) % members;
-            match client.stub(member).open_session(request).await {
-                Ok(grant) => break (grant, member),
-                // Opening is a write outside any session: retry only what certainly did not
-                // open one (an orphan session would simply expire).
-                Err(error) if error.is_retryable() && Instant::now() < deadline => {
-                    attempt += 1;
-                    if attempt % members == 0 {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-                Err(error) => return Err(error),
-            }
+        // Opening is a write outside any session; an orphan session left by a retry after an
+        // unknown outcome holds nothing and simply expires.
+        let plan = Plan {
+            start: client.preferred(),
+            retry: Retry::Retryable,
+            deadline: Some(Instant::now() + client.options().timeout),
         };
+        let (grant, member) = failover::run(&client, plan, |member| {
+            let stub = client.stub(member);
+            async move { stub.open_session(request).await }
+        })
+        .await?;
         client.observe(grant.zxid);
         let SessionGrant {
             session,
@@ -97,10 +119,15 @@ impl Session {
             id: session,
             secret,
             timeout: Duration::from_millis(timeout_ms),
+            attachment: Mutex::new(Attachment {
+                member,
+                epoch: 0,
+                valid: true,
+            }),
+            attaching: tokio::sync::Mutex::new(()),
             member: AtomicUsize::new(member),
             next_request: AtomicU64::new(1),
             state: watch::Sender::new(SessionState::Connected),
-            moving: Mutex::new(()),
             stop: CancellationToken::new(),
         });
         tokio::spawn(heartbeats(inner.clone()));
@@ -192,8 +219,7 @@ impl Session {
             .await
     }
 
-    /// Sends `request` to the member holding the session (moving it when needed) and records
-    /// the zxid of the answer.
+    /// Sends `request` within the session and records the zxid of the answer.
     async fn request<R, T, F, Fut>(&self, request: R, send: F) -> Result<T, RegistryError>
     where
         R: Clone,
@@ -201,9 +227,10 @@ impl Session {
         F: Fn(RegistryConsumer, R) -> Fut,
         Fut: Future<Output = Result<T, RegistryError>>,
     {
+        let deadline = Instant::now() + self.inner.client.options().timeout;
         let answer = self
             .inner
-            .retrying(|stub| send(stub, request.clone()))
+            .send(deadline, |stub| send(stub, request.clone()))
             .await?;
         self.inner.client.observe(answer.zxid());
         Ok(answer)
@@ -216,9 +243,13 @@ impl Session {
             session: self.inner.id,
             request_id: call.request_id,
         };
+        let deadline = Instant::now() + self.inner.client.options().timeout;
         let result = self
             .inner
-            .retrying(|stub| async move { stub.close_session(request).await })
+            .send(
+                deadline,
+                |stub| async move { stub.close_session(request).await },
+            )
             .await;
         self.inner.stop.cancel();
         match result {
@@ -246,117 +277,137 @@ impl Inner {
         });
     }
 
-    /// Runs `call` on the member holding the session; on a connection failure, a lost leader or
-    /// a "moved" refusal, moves the session to a member that answers and calls again with the
-    /// same request number.
-    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, RegistryError>
-    where
-        F: FnMut(RegistryConsumer) -> Fut,
-        Fut: Future<Output = Result<T, RegistryError>>,
-    {
-        let deadline = Instant::now() + self.client.options().timeout;
-        loop {
-            let member = self.member.load(Ordering::Acquire);
-            match call(self.client.stub(member)).await {
-                Ok(value) => return Ok(value),
-                Err(error @ RegistryError::SessionExpired { .. }) => {
-                    self.set_state(SessionState::Expired);
-                    return Err(error);
-                }
-                Err(error)
-                    if (error.is_retryable()
-                        || matches!(error, RegistryError::SessionRejected { .. }))
-                        && Instant::now() < deadline =>
-                {
-                    self.set_state(SessionState::Suspended);
-                    self.move_from(member, deadline).await?;
-                }
-                Err(error) => return Err(error),
-            }
+    /// Contact is back: a suspended session says so.
+    fn contact(&self) {
+        if *self.state.borrow() == SessionState::Suspended {
+            self.set_state(SessionState::Reconnected);
         }
     }
 
-    /// Attaches the session to a member that answers, starting with `member` itself (its
-    /// connection may simply have been replaced) and then the others.
-    async fn move_from(&self, member: usize, deadline: Instant) -> Result<(), RegistryError> {
-        let _moving = self.moving.lock().await;
-        if self.member.load(Ordering::Acquire) != member {
-            return Ok(()); // another task already moved it
+    fn attachment(&self) -> Attachment {
+        *self.attachment.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a request made by `send` through the failover loop, on the member holding the
+    /// session, attaching it elsewhere when that member fails.
+    async fn send<T, F, Fut>(&self, deadline: Instant, send: F) -> Result<T, RegistryError>
+    where
+        F: Fn(RegistryConsumer) -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        let plan = Plan {
+            start: self.attachment().member,
+            retry: Retry::InSession,
+            deadline: Some(deadline),
+        };
+        let (answer, _) = failover::run(&self.client, plan, |member| {
+            let request = send(self.client.stub(member));
+            async move {
+                let epoch = self.attach_at(member).await?;
+                match request.await {
+                    Ok(answer) => {
+                        self.contact();
+                        Ok(answer)
+                    }
+                    Err(error) => {
+                        self.failed(epoch, &error);
+                        Err(error)
+                    }
+                }
+            }
+        })
+        .await?;
+        Ok(answer)
+    }
+
+    /// A request failed on attachment `epoch`: an expired session is final; any other failure
+    /// suspends the session and makes the next request attach it again.
+    fn failed(&self, epoch: u64, error: &RegistryError) {
+        if matches!(error, RegistryError::SessionExpired { .. }) {
+            self.set_state(SessionState::Expired);
+            return;
         }
-        let members = self.client.member_count().max(1);
+        self.set_state(SessionState::Suspended);
+        let mut attachment = self.attachment.lock().unwrap_or_else(|p| p.into_inner());
+        if attachment.epoch == epoch {
+            attachment.valid = false;
+        }
+    }
+
+    /// Makes sure the session is attached to `member` for this client; returns the attachment's
+    /// epoch.
+    async fn attach_at(&self, member: usize) -> Result<u64, RegistryError> {
+        let current = self.attachment();
+        if current.valid && current.member == member {
+            return Ok(current.epoch);
+        }
+        let _attaching = self.attaching.lock().await;
+        // Another request may have attached it here while this one waited.
+        let current = self.attachment();
+        if current.valid && current.member == member {
+            return Ok(current.epoch);
+        }
         let request = AttachSessionRequest {
             session: self.id,
             secret: self.secret,
         };
-        let mut attempt = 0;
-        loop {
-            let candidate = (member + attempt) % members;
-            match self.client.stub(candidate).attach_session(request).await {
-                Ok(grant) => {
-                    self.client.observe(grant.zxid);
-                    self.member.store(candidate, Ordering::Release);
-                    tracing::info!(session = self.id, member = %self.client.addr(candidate), "session attached");
-                    self.set_state(SessionState::Reconnected);
-                    return Ok(());
-                }
-                Err(error @ RegistryError::SessionExpired { .. }) => {
+        match self.client.stub(member).attach_session(request).await {
+            Ok(grant) => {
+                self.client.observe(grant.zxid);
+                let epoch = {
+                    let mut attachment = self.attachment.lock().unwrap_or_else(|p| p.into_inner());
+                    *attachment = Attachment {
+                        member,
+                        epoch: attachment.epoch + 1,
+                        valid: true,
+                    };
+                    attachment.epoch
+                };
+                self.member.store(member, Ordering::Release);
+                tracing::info!(session = self.id, member = %self.client.addr(member), "session attached");
+                self.contact();
+                Ok(epoch)
+            }
+            Err(error) => {
+                if matches!(error, RegistryError::SessionExpired { .. }) {
                     self.set_state(SessionState::Expired);
-                    return Err(error);
                 }
-                Err(error) if Instant::now() >= deadline || self.stop.is_cancelled() => {
-                    return Err(error);
-                }
-                Err(error) => {
-                    tracing::debug!(session = self.id, member = %self.client.addr(candidate), %error, "cannot attach session here");
-                    attempt += 1;
-                    if attempt % members == 0 {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
+                tracing::debug!(session = self.id, member = %self.client.addr(member), %error, "cannot attach the session here");
+                Err(error)
             }
         }
     }
 }
 
-/// Sends a heartbeat every third of the timeout; moves the session when one fails.
+/// Sends a heartbeat every third of the timeout, through the same path as every other request:
+/// a failed heartbeat moves the session, and keeps trying for as long as the session could still
+/// be alive; only the registry can say that it expired.
 async fn heartbeats(inner: Arc<Inner>) {
     let interval = (inner.timeout / 3).max(Duration::from_millis(50));
+    let request = SessionRequest {
+        session: inner.id,
+        request_id: 0,
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = inner.stop.cancelled() => return,
         }
-        let member = inner.member.load(Ordering::Acquire);
-        let request = SessionRequest {
-            session: inner.id,
-            request_id: 0,
+        let deadline = Instant::now() + inner.timeout;
+        let beat = inner.send(
+            deadline,
+            |stub| async move { stub.keep_alive(request).await },
+        );
+        let outcome = tokio::select! {
+            outcome = beat => outcome,
+            _ = inner.stop.cancelled() => return,
         };
-        match inner.client.stub(member).keep_alive(request).await {
-            Ok(ack) => {
-                inner.client.observe(ack.zxid);
-                if *inner.state.borrow() == SessionState::Suspended {
-                    inner.set_state(SessionState::Reconnected);
-                }
-            }
-            Err(RegistryError::SessionExpired { .. }) => {
-                inner.set_state(SessionState::Expired);
-                return;
-            }
+        match outcome {
+            Ok(ack) => inner.client.observe(ack.zxid),
+            Err(RegistryError::SessionExpired { .. }) => return,
             Err(error) => {
-                tracing::debug!(session = inner.id, %error, "heartbeat failed; moving the session");
-                inner.set_state(SessionState::Suspended);
-                // Keep trying until the registry answers one way or the other; only it can say
-                // the session expired.
-                let patience = Instant::now() + inner.timeout;
-                match inner.move_from(member, patience).await {
-                    Ok(()) => {}
-                    Err(RegistryError::SessionExpired { .. }) => return,
-                    Err(_) => {}
-                }
+                tracing::debug!(session = inner.id, %error, "no member took the heartbeat yet");
             }
-        }
-        if inner.stop.is_cancelled() {
-            return;
         }
     }
 }

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::RegistryClient;
-use super::watcher::{Outlet, follow};
+use super::stream::{Outlet, follow};
 use crate::api::{WatchMessage, WatchMode};
+use crate::client::RegistryClient;
 use crate::error::RegistryError;
 
 /// Messages a shared stream keeps for its slowest local watcher before that watcher is moved
@@ -80,7 +80,7 @@ impl Hub {
             path.to_owned(),
             mode,
             None,
-            Outlet::Shared(core.clone()),
+            core.clone(),
             stop.clone(),
         ));
         Arc::new(Hub { core, stop })
@@ -102,6 +102,14 @@ struct HubState {
     feed: broadcast::Sender<Shared>,
 }
 
+/// A shared stream hands what it reads to every local watcher.
+impl Outlet for Arc<HubCore> {
+    async fn deliver(&self, message: Result<WatchMessage, RegistryError>) -> bool {
+        self.publish(message);
+        true
+    }
+}
+
 impl HubCore {
     fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -112,7 +120,7 @@ impl HubCore {
     }
 
     /// Hands a message read from the registry to every local watcher.
-    pub(crate) fn publish(&self, message: Shared) {
+    fn publish(&self, message: Shared) {
         let mut state = self.lock();
         match message {
             // Each local watcher gets an armed message of its own when it joins.
