@@ -37,6 +37,12 @@ impl CallContext {
         CURRENT.try_with(Clone::clone).ok()
     }
 
+    /// The deadline of the call the current task is serving, if any, without copying the
+    /// context: what bounds the calls a handler makes.
+    pub(crate) fn current_deadline() -> Option<Instant> {
+        CURRENT.try_with(|call| call.deadline).ok().flatten()
+    }
+
     /// When the consumer stops waiting for the answer (`None`: it did not say).
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline

@@ -103,6 +103,17 @@ pub enum Error {
         /// What the provider said.
         reason: String,
     },
+    /// A layer refused the call (access control, a rate limit) or failed it, on either side; the
+    /// reason says which and why.
+    #[error("call {service}.{method} refused: {reason}")]
+    Rejected {
+        /// Service key.
+        service: String,
+        /// Method name.
+        method: String,
+        /// What the layer said.
+        reason: String,
+    },
     /// A value could not be serialized or a response could not be deserialized.
     #[error("serialization error: {0}")]
     Serialization(String),
@@ -134,6 +145,22 @@ impl Error {
     /// is not idempotent, only errors for which [`Error::did_not_run`] holds are retried.
     pub fn is_retryable(&self) -> bool {
         self.did_not_run() || matches!(self, Error::ConnectionLost { .. })
+    }
+}
+
+impl Error {
+    /// The error a consumer's call ends with when its layers failed it: the [`Error`] itself if
+    /// that is what a layer (or rmif under it) returned, else [`Error::Rejected`] with the
+    /// layer's message.
+    pub(crate) fn from_layer(error: crate::layer::BoxError, service: &str, method: &str) -> Error {
+        match error.downcast::<Error>() {
+            Ok(error) => *error,
+            Err(other) => Error::Rejected {
+                service: service.to_owned(),
+                method: method.to_owned(),
+                reason: other.to_string(),
+            },
+        }
     }
 }
 

@@ -60,6 +60,7 @@ pub mod config;
 mod context;
 pub mod discovery;
 mod error;
+pub mod layer;
 pub mod protocol;
 pub mod serialize;
 mod server;
@@ -68,7 +69,7 @@ mod sync;
 mod transport;
 
 pub use async_trait::async_trait;
-pub use client::{Client, ServiceClient, Stub};
+pub use client::{Client, ClientBuilder, ServiceClient, Stub};
 pub use compress::{Compression, CompressionPolicy};
 pub use config::{ConfigError, ConsumerConfig, ProviderConfig, Role, RpcConfig};
 pub use context::CallContext;

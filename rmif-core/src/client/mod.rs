@@ -1,8 +1,19 @@
 //! The consumer side: a [`Client`] follows discovery, keeps one multiplexed connection per
 //! provider, and makes [`ServiceClient`]s that generated stubs call through.
+//!
+//! A call's path, in the order it runs: `service_client` (encode the arguments, hand the call
+//! to the layers or straight on, decode the answer), `execute` (pick a provider with the
+//! `route`'s balancer, retry as `retry` allows), `attempt` (one request frame on one
+//! `endpoint`'s `connection`, wait for its answer), `answer` (the answer's status to a result).
 
+mod answer;
+mod attempt;
+pub(crate) mod call;
 mod connection;
 mod endpoint;
+mod execute;
+mod request;
+mod retry;
 mod route;
 mod service_client;
 mod stream;
@@ -10,16 +21,19 @@ mod stream;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+pub use call::{ConsumerAnswer, ConsumerCall};
 pub use service_client::ServiceClient;
 
 use crate::config::ConsumerConfig;
 use crate::discovery::{Discovery, StaticDiscovery};
+use crate::layer::boxed::{BoxError, Boxed, LayerList};
 use crate::service::{ServiceDescriptor, ServiceKey};
 use crate::sync::lock;
 use crate::transport::Liveness;
+use call::{ServiceTarget, method_settings};
 use endpoint::ConnectSettings;
+use execute::CallPath;
 use route::{EndpointPool, Route};
-use service_client::{ServiceShared, method_settings};
 
 /// A generated consumer stub (`…Consumer`): made from a [`ServiceClient`] for its service.
 pub trait Stub: Sized {
@@ -46,38 +60,42 @@ pub struct Client {
     inner: Arc<ClientInner>,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .field("layered", &self.inner.layers.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 struct ClientInner {
     config: ConsumerConfig,
     discovery: Arc<dyn Discovery>,
     routes: Mutex<HashMap<ServiceKey, Weak<Route>>>,
     pool: Arc<EndpointPool>,
+    layers: Option<Boxed<ConsumerCall, ConsumerAnswer>>,
 }
 
 impl Client {
     /// A client that learns providers from `discovery`. Must be called inside a tokio runtime.
     pub fn new(config: ConsumerConfig, discovery: impl Discovery) -> Self {
-        let pool = Arc::new(EndpointPool::new(ConnectSettings {
-            liveness: Liveness {
-                tick: config.tick,
-                again: config.again,
-            },
-            connect_timeout: config.connect_timeout,
-            max_frame_size: config.max_frame_size,
-        }));
-        Client {
-            inner: Arc::new(ClientInner {
-                config,
-                discovery: Arc::new(discovery),
-                routes: Mutex::new(HashMap::new()),
-                pool,
-            }),
-        }
+        Client::builder(config).discovery(discovery).build()
     }
 
     /// A client that calls the fixed providers in `config.static_providers` for every service.
     pub fn with_static_providers(config: ConsumerConfig) -> Self {
-        let discovery = StaticDiscovery::new(config.static_providers.iter().copied());
-        Client::new(config, discovery)
+        Client::builder(config).build()
+    }
+
+    /// Starts describing a client: where it learns providers (the static ones of `config`
+    /// unless [`ClientBuilder::discovery`] says otherwise) and the layers its calls go through.
+    pub fn builder(config: ConsumerConfig) -> ClientBuilder {
+        ClientBuilder {
+            config,
+            discovery: None,
+            layers: LayerList::default(),
+        }
     }
 
     /// The configuration this client was made with.
@@ -107,8 +125,8 @@ impl Client {
         key: ServiceKey,
     ) -> ServiceClient {
         let config = &self.inner.config;
-        ServiceClient::new(ServiceShared {
-            service: key.to_string(),
+        ServiceClient::new(ServiceTarget {
+            service: key.to_string().into(),
             service_id: key.id(),
             route: self.route(&key),
             methods: method_settings(descriptor, config.timeout),
@@ -116,6 +134,7 @@ impl Client {
             compression: config.compression,
             retries: config.retries,
             max_frame_size: config.max_frame_size,
+            layers: self.inner.layers.clone(),
         })
     }
 
@@ -133,5 +152,86 @@ impl Client {
         );
         routes.insert(key.clone(), Arc::downgrade(&route));
         route
+    }
+}
+
+/// Describes a [`Client`]; see [`Client::builder`].
+///
+/// ```no_run
+/// # use rmif_core::{Client, ConsumerConfig};
+/// # async fn demo() {
+/// let config = ConsumerConfig {
+///     static_providers: vec!["127.0.0.1:9999".parse().unwrap()],
+///     ..ConsumerConfig::default()
+/// };
+/// let client = Client::builder(config)
+///     .layer(rmif_core::layer::MonitorLog::new())
+///     .build();
+/// # }
+/// ```
+pub struct ClientBuilder {
+    config: ConsumerConfig,
+    discovery: Option<Arc<dyn Discovery>>,
+    layers: LayerList<ConsumerCall, ConsumerAnswer>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("layers", &self.layers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// Learns providers from `discovery` (a registry, say) instead of the static list.
+    pub fn discovery(mut self, discovery: impl Discovery) -> Self {
+        self.discovery = Some(Arc::new(discovery));
+        self
+    }
+
+    /// Makes every call go through `layer` (a tower `Layer`), inside the layers added before
+    /// it. A layer sees each call before it is sent (and may add metadata or refuse it) and
+    /// what came back; see [`crate::layer`].
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower_layer::Layer<Boxed<ConsumerCall, ConsumerAnswer>> + Send + Sync + 'static,
+        L::Service: tower_service::Service<ConsumerCall, Response = ConsumerAnswer, Error = BoxError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower_service::Service<ConsumerCall>>::Future: Send + 'static,
+    {
+        self.layers.push(layer);
+        self
+    }
+
+    /// Makes the client. Must be called inside a tokio runtime.
+    pub fn build(self) -> Client {
+        let config = self.config;
+        let discovery = self.discovery.unwrap_or_else(|| {
+            Arc::new(StaticDiscovery::new(
+                config.static_providers.iter().copied(),
+            ))
+        });
+        let pool = Arc::new(EndpointPool::new(ConnectSettings {
+            liveness: Liveness {
+                tick: config.tick,
+                again: config.again,
+            },
+            connect_timeout: config.connect_timeout,
+            max_frame_size: config.max_frame_size,
+        }));
+        Client {
+            inner: Arc::new(ClientInner {
+                config,
+                discovery,
+                routes: Mutex::new(HashMap::new()),
+                pool,
+                layers: self.layers.build(Boxed::new(CallPath)),
+            }),
+        }
     }
 }

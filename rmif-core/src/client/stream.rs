@@ -10,8 +10,8 @@ use futures_util::Stream;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+use super::answer::decode_answer;
 use super::connection::ClientConnection;
-use super::service_client::decode_answer;
 use crate::Error;
 use crate::protocol::{Frame, FrameHeader, FrameKind, INITIAL_STREAM_WINDOW, OutFrame, Status};
 

@@ -68,6 +68,9 @@ pub enum Status {
     ShuttingDown = 7,
     /// The handler failed without an application error (it panicked). Body: UTF-8.
     Internal = 8,
+    /// A provider layer refused the call (access control, a rate limit); the handler did not
+    /// run. Body: UTF-8.
+    Rejected = 9,
 }
 
 impl Status {
@@ -83,6 +86,7 @@ impl Status {
             6 => Status::DeadlineExceeded,
             7 => Status::ShuttingDown,
             8 => Status::Internal,
+            9 => Status::Rejected,
             _ => return None,
         })
     }

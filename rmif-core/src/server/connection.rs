@@ -11,15 +11,18 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
+use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::call::{Handled, ProviderAnswer, ProviderCall};
 use super::{ActiveCall, OpenConnection, ServerShared};
 use crate::compress::decompress;
 use crate::context::CallContext;
+use crate::layer::boxed::BoxError;
 use crate::protocol::{Frame, FrameHeader, FrameKind, INITIAL_STREAM_WINDOW, OutFrame, Status};
 use crate::serialize::Serialization;
 use crate::service::{BoxFuture, Dispatch, IncomingRequest, Reply};
@@ -153,12 +156,7 @@ impl ProviderConnection {
             return self.refuse(id, Status::ShuttingDown, "the provider is shutting down");
         }
         let Some(service) = self.shared.services.get(&head.service_id) else {
-            let served: Vec<&str> = self
-                .shared
-                .services
-                .values()
-                .map(|s| s.key.as_str())
-                .collect();
+            let served: Vec<&str> = self.shared.services.values().map(|s| &*s.key).collect();
             return self.refuse(
                 id,
                 Status::UnknownService,
@@ -198,7 +196,7 @@ impl ProviderConnection {
             );
         };
         let started = Instant::now();
-        let context = CallContext {
+        let mut context = CallContext {
             deadline: (head.timeout_ms > 0)
                 .then(|| started + std::time::Duration::from_millis(u64::from(head.timeout_ms))),
             metadata: frame.metadata,
@@ -213,26 +211,130 @@ impl ProviderConnection {
             Ok(dispatch) => dispatch,
             Err(panic) => return self.refuse(id, Status::Internal, panic_message(&*panic)),
         };
-        if self.shared.config.monitor_log {
-            let method = provider
-                .descriptor()
-                .method_by_id(head.method_id)
-                .map_or("?", |m| m.name);
-            tracing::info!(target: "rmif::monitor", peer = %self.link.peer(), service = %service.key, method, id, "call");
-        }
-        match dispatch {
-            Dispatch::UnknownMethod => self.refuse(
+        if matches!(dispatch, Dispatch::UnknownMethod) {
+            return self.refuse(
                 id,
                 Status::UnknownMethod,
                 format!(
                     "service {} has no method with id {:#010x}",
                     service.key, head.method_id
                 ),
-            ),
+            );
+        }
+        if let Some(layers) = &self.shared.layers {
+            let method = provider
+                .descriptor()
+                .method_by_id(head.method_id)
+                .map_or("?", |m| m.name);
+            let call = ProviderCall {
+                service: service.key.clone(),
+                method,
+                metadata: std::mem::take(&mut context.metadata),
+                peer: context.peer,
+                deadline: context.deadline,
+                request_id: id,
+                dispatch,
+            };
+            // Handlers read the metadata from their call context, layers from the call.
+            context.metadata = call.metadata.clone();
+            let running = layers.oneshot(call);
+            return self.run_layered(id, format, context, Box::pin(running), active);
+        }
+        match dispatch {
+            Dispatch::UnknownMethod => {}
             Dispatch::Immediate(reply) => self.answer(FrameKind::Response, id, format, &reply),
             Dispatch::Unary(future) => self.run_unary(id, format, context, future, active),
             Dispatch::OneWay(future) => self.run_oneway(id, context, future, active),
             Dispatch::Stream(opening) => self.run_stream(id, format, context, opening, active),
+        }
+    }
+
+    /// Runs a call through the provider's layers, like [`Self::run_unary`]: polled once here,
+    /// a task of its own only if that was not enough.
+    fn run_layered(
+        self: &Arc<Self>,
+        id: u64,
+        format: Serialization,
+        context: CallContext,
+        mut future: BoxFuture<Result<ProviderAnswer, BoxError>>,
+        active: ActiveCall,
+    ) {
+        match poll_once(&context, &mut future) {
+            Ok(Poll::Ready(answer)) => {
+                self.finish_layered(id, format, context, answer, active, false)
+            }
+            Err(panic) => {
+                drop(active);
+                self.refuse(id, Status::Internal, panic);
+            }
+            Ok(Poll::Pending) => {
+                let connection = self.clone();
+                let deadline = context.deadline;
+                let call_context = context.clone();
+                let task = async move {
+                    let work = AssertUnwindSafe(future).catch_unwind();
+                    let outcome = match deadline {
+                        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+                        None => Some(work.await),
+                    };
+                    connection.forget(id);
+                    match outcome {
+                        Some(Ok(answer)) => connection.finish_layered(
+                            id,
+                            format,
+                            call_context,
+                            answer,
+                            active,
+                            true,
+                        ),
+                        Some(Err(panic)) => {
+                            drop(active);
+                            let reply = Reply::message(Status::Internal, panic_message(&*panic));
+                            connection.answer_now(FrameKind::Response, id, format, &reply);
+                        }
+                        None => {
+                            drop(active);
+                            let reply = Reply::message(
+                                Status::DeadlineExceeded,
+                                "the call's deadline passed while its handler ran; the handler was stopped",
+                            );
+                            connection.answer_now(FrameKind::Response, id, format, &reply);
+                        }
+                    }
+                };
+                self.spawn_call(id, context.scope(task), None);
+            }
+        }
+    }
+
+    /// Sends what a layered call answered; `from_task` when it finished in a task of its own
+    /// (the reader's batch flush does not cover it).
+    fn finish_layered(
+        self: &Arc<Self>,
+        id: u64,
+        format: Serialization,
+        context: CallContext,
+        answer: Result<ProviderAnswer, BoxError>,
+        active: ActiveCall,
+        from_task: bool,
+    ) {
+        let reply = match answer {
+            Ok(ProviderAnswer {
+                outcome: Handled::Stream(items),
+            }) => return self.feed_stream(id, format, context, items, active),
+            Ok(ProviderAnswer {
+                outcome: Handled::Done,
+            }) => return,
+            Ok(ProviderAnswer {
+                outcome: Handled::Reply(reply),
+            }) => reply,
+            Err(error) => Reply::message(Status::Rejected, rejection_reason(&*error)),
+        };
+        drop(active);
+        if from_task {
+            self.answer_now(FrameKind::Response, id, format, &reply);
+        } else {
+            self.answer(FrameKind::Response, id, format, &reply);
         }
     }
 
@@ -314,17 +416,16 @@ impl ProviderConnection {
         id: u64,
         format: Serialization,
         context: CallContext,
-        opening: BoxFuture<Result<futures_util::stream::BoxStream<'static, Reply>, Reply>>,
+        opening: BoxFuture<Result<BoxStream<'static, Reply>, Reply>>,
         active: ActiveCall,
     ) {
         let credit = Arc::new(Semaphore::new(INITIAL_STREAM_WINDOW as usize));
         let window = credit.clone();
         let connection = self.clone();
-        let draining = self.shared.draining.clone();
         let task = async move {
             let _active = active;
-            let mut items = match AssertUnwindSafe(opening).catch_unwind().await {
-                Ok(Ok(stream)) => AssertUnwindSafe(stream).catch_unwind(),
+            let items = match AssertUnwindSafe(opening).catch_unwind().await {
+                Ok(Ok(stream)) => stream,
                 Ok(Err(refusal)) => {
                     connection.forget(id);
                     connection.answer_now(FrameKind::Response, id, format, &refusal);
@@ -337,53 +438,85 @@ impl ProviderConnection {
                     return;
                 }
             };
-            connection.answer_now(
-                FrameKind::Response,
-                id,
-                format,
-                &Reply {
-                    status: Status::Ok,
-                    body: BytesMut::new(),
-                },
-            );
-            let end = loop {
-                tokio::select! {
-                    biased;
-                    _ = draining.cancelled() => {
-                        break Reply::message(Status::ShuttingDown, "the provider is shutting down");
-                    }
-                    permit = window.acquire() => match permit {
-                        Ok(permit) => permit.forget(),
-                        Err(_) => break Reply::message(Status::Internal, "stream window closed"),
-                    },
-                }
-                let next = tokio::select! {
-                    biased;
-                    _ = draining.cancelled() => {
-                        break Reply::message(Status::ShuttingDown, "the provider is shutting down");
-                    }
-                    next = items.next() => next,
-                };
-                match next {
-                    Some(Ok(item)) => {
-                        connection.link.ready().await;
-                        connection.answer_soon(FrameKind::StreamItem, id, format, &item);
-                    }
-                    Some(Err(panic)) => {
-                        break Reply::message(Status::Internal, panic_message(&*panic));
-                    }
-                    None => {
-                        break Reply {
-                            status: Status::Ok,
-                            body: BytesMut::new(),
-                        };
-                    }
-                }
-            };
-            connection.forget(id);
-            connection.answer_now(FrameKind::StreamEnd, id, format, &end);
+            connection.send_items(id, format, items, &window).await;
         };
         self.spawn_call(id, context.scope(task), Some(credit));
+    }
+
+    /// Feeds a stream that a layered call opened, in a task of its own.
+    fn feed_stream(
+        self: &Arc<Self>,
+        id: u64,
+        format: Serialization,
+        context: CallContext,
+        items: BoxStream<'static, Reply>,
+        active: ActiveCall,
+    ) {
+        let credit = Arc::new(Semaphore::new(INITIAL_STREAM_WINDOW as usize));
+        let window = credit.clone();
+        let connection = self.clone();
+        let task = async move {
+            let _active = active;
+            connection.send_items(id, format, items, &window).await;
+        };
+        self.spawn_call(id, context.scope(task), Some(credit));
+    }
+
+    /// Says the stream opened, then sends its items as the consumer grants credit, and its end.
+    async fn send_items(
+        &self,
+        id: u64,
+        format: Serialization,
+        items: BoxStream<'static, Reply>,
+        window: &Semaphore,
+    ) {
+        let draining = self.shared.draining.clone();
+        let mut items = AssertUnwindSafe(items).catch_unwind();
+        self.answer_now(
+            FrameKind::Response,
+            id,
+            format,
+            &Reply {
+                status: Status::Ok,
+                body: BytesMut::new(),
+            },
+        );
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = draining.cancelled() => {
+                    break Reply::message(Status::ShuttingDown, "the provider is shutting down");
+                }
+                permit = window.acquire() => match permit {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => break Reply::message(Status::Internal, "stream window closed"),
+                },
+            }
+            let next = tokio::select! {
+                biased;
+                _ = draining.cancelled() => {
+                    break Reply::message(Status::ShuttingDown, "the provider is shutting down");
+                }
+                next = items.next() => next,
+            };
+            match next {
+                Some(Ok(item)) => {
+                    self.link.ready().await;
+                    self.answer_soon(FrameKind::StreamItem, id, format, &item);
+                }
+                Some(Err(panic)) => {
+                    break Reply::message(Status::Internal, panic_message(&*panic));
+                }
+                None => {
+                    break Reply {
+                        status: Status::Ok,
+                        body: BytesMut::new(),
+                    };
+                }
+            }
+        };
+        self.forget(id);
+        self.answer_now(FrameKind::StreamEnd, id, format, &end);
     }
 
     fn spawn_call(
@@ -507,6 +640,14 @@ fn poll_once<T>(
         .clone()
         .sync_scope(|| catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))))
         .map_err(|panic| panic_message(&*panic))
+}
+
+/// What a consumer is told when a provider layer failed its call.
+fn rejection_reason(error: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
+    match error.downcast_ref::<crate::Error>() {
+        Some(crate::Error::Rejected { reason, .. }) => reason.clone(),
+        _ => error.to_string(),
+    }
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {

@@ -1,6 +1,7 @@
 //! The provider side: a [`Server`] accepts connections, dispatches each request to its service,
 //! limits concurrency, and shuts down gracefully.
 
+pub(crate) mod call;
 mod connection;
 
 use std::net::SocketAddr;
@@ -13,14 +14,19 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use call::{ProviderAnswer, ProviderCall};
+
 use crate::Error;
 use crate::config::ProviderConfig;
+use crate::layer::boxed::{BoxError, Boxed, LayerList};
+use crate::layer::monitor::MonitorLog;
 use crate::service::{ServiceKey, ServiceProvider};
 use crate::sync::IdMap;
+use call::RunHandler;
 
 /// A service as registered on the server.
 pub(crate) struct Registered {
-    pub(crate) key: String,
+    pub(crate) key: std::sync::Arc<str>,
     pub(crate) service_key: ServiceKey,
     pub(crate) provider: Arc<dyn ServiceProvider>,
 }
@@ -29,6 +35,8 @@ pub(crate) struct Registered {
 pub(crate) struct ServerShared {
     pub(crate) config: ProviderConfig,
     pub(crate) services: IdMap<Registered>,
+    /// The provider's layers, if any: calls then go through them.
+    pub(crate) layers: Option<Boxed<ProviderCall, ProviderAnswer>>,
     active: AtomicUsize,
     connections: AtomicUsize,
     idle: Notify,
@@ -121,6 +129,7 @@ impl Server {
         ServerBuilder {
             config,
             services: Vec::new(),
+            layers: LayerList::default(),
         }
     }
 }
@@ -129,6 +138,18 @@ impl Server {
 pub struct ServerBuilder {
     config: ProviderConfig,
     services: Vec<(ServiceKey, Arc<dyn ServiceProvider>)>,
+    layers: LayerList<ProviderCall, ProviderAnswer>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let services: Vec<String> = self.services.iter().map(|(k, _)| k.to_string()).collect();
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("services", &services)
+            .field("layers", &self.layers)
+            .finish()
+    }
 }
 
 impl ServerBuilder {
@@ -141,6 +162,23 @@ impl ServerBuilder {
     /// Serves `provider` under `key` (to serve another group or version).
     pub fn add_service_as(mut self, key: ServiceKey, provider: impl ServiceProvider) -> Self {
         self.services.push((key, Arc::new(provider)));
+        self
+    }
+
+    /// Makes every call go through `layer` (a tower `Layer`), inside the layers added before
+    /// it. A layer sees each call before its handler runs (and may refuse it) and what the
+    /// provider answers; see [`crate::layer`].
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower_layer::Layer<Boxed<ProviderCall, ProviderAnswer>> + Send + Sync + 'static,
+        L::Service: tower_service::Service<ProviderCall, Response = ProviderAnswer, Error = BoxError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower_service::Service<ProviderCall>>::Future: Send + 'static,
+    {
+        self.layers.push(layer);
         self
     }
 
@@ -158,7 +196,7 @@ impl ServerBuilder {
         let mut services = IdMap::default();
         for (service_key, provider) in self.services {
             let id = service_key.id();
-            let key = service_key.to_string();
+            let key: Arc<str> = service_key.to_string().into();
             if let Some(existing) = services.get(&id) {
                 let existing: &Registered = existing;
                 return Err(Error::Config(if existing.key == key {
@@ -180,8 +218,14 @@ impl ServerBuilder {
             );
         }
         let local_addr = listener.local_addr()?;
+        let mut layers = self.layers;
+        if self.config.monitor_log {
+            // Outermost, so that it also logs the calls other layers refuse.
+            layers.push_outermost(MonitorLog::new());
+        }
         let shared = Arc::new(ServerShared {
             config: self.config,
+            layers: layers.build(Boxed::new(RunHandler)),
             services,
             active: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod calls;
+mod layers;
 mod protocol;
 mod raw;
 mod support;

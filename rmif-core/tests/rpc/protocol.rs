@@ -122,10 +122,11 @@ fn kind_and_status_values_are_pinned() {
         assert_eq!(kind as u8, value);
         assert_eq!(FrameKind::from_u8(value), Some(kind));
     }
-    for value in 0..=8u8 {
+    for value in 0..=9u8 {
         assert_eq!(Status::from_u8(value).map(|s| s as u8), Some(value));
     }
-    assert_eq!(Status::from_u8(9), None);
+    assert_eq!(Status::Rejected as u8, 9);
+    assert_eq!(Status::from_u8(10), None);
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub trait Calculator {
     /// Blocks until released; counts starts and cancellations.
     async fn park(&self) -> Result<(), CalcError>;
     async fn remaining_ms(&self) -> Result<Option<u64>, CalcError>;
+    /// The `trace` metadata entry the call arrived with.
+    async fn trace(&self) -> Result<Option<String>, CalcError>;
     #[rmif(oneway)]
     async fn record(&self, value: u64) -> Result<(), CalcError>;
     async fn recorded(&self) -> Result<u64, CalcError>;
@@ -103,6 +105,10 @@ impl Calculator for LocalCalculator {
         Ok(CallContext::current()
             .and_then(|c| c.remaining())
             .map(|d| d.as_millis() as u64))
+    }
+
+    async fn trace(&self) -> Result<Option<String>, CalcError> {
+        Ok(CallContext::current().and_then(|c| c.metadata().get("trace").map(str::to_owned)))
     }
 
     async fn record(&self, value: u64) -> Result<(), CalcError> {
