@@ -2,6 +2,8 @@
 //! use (as an application would keep its API in a crate that providers and consumers share) and
 //! small helpers.
 
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
 pub mod calculator;
 
 /// Sends `tracing` output to stderr. The level comes from `RMIF_LOG` (for example `info`,

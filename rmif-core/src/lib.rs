@@ -48,7 +48,7 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 #[doc(hidden)]
 #[path = "generated.rs"]

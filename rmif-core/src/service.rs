@@ -176,6 +176,18 @@ pub enum Dispatch {
     UnknownMethod,
 }
 
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dispatch::Unary(_) => "Dispatch::Unary",
+            Dispatch::OneWay(_) => "Dispatch::OneWay",
+            Dispatch::Stream(_) => "Dispatch::Stream",
+            Dispatch::Immediate(_) => "Dispatch::Immediate",
+            Dispatch::UnknownMethod => "Dispatch::UnknownMethod",
+        })
+    }
+}
+
 /// The provider side of a service: what the server calls for each request.
 ///
 /// `#[service]` implements it for the generated `…Provider` type; implement it by hand only to

@@ -3,6 +3,8 @@
 //!
 //! Use it through `rmif_core::service`; the generated code is documented there.
 
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
 mod attrs;
 mod expand;
 mod model;

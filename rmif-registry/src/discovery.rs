@@ -4,6 +4,57 @@
 //! Layout: `/rmif/services/{service key}/providers/{host:port}`, whose data is the provider's
 //! metadata as JSON (`{"weight":100,"version":"…"}`). A `/` in the service key (from a group) is
 //! written `%2F`.
+//!
+//! A provider announces what it serves; a consumer's stub finds it through the registry:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use rmif_core::{Client, ConsumerConfig, ProviderConfig, Server};
+//! use rmif_registry::RegistryClient;
+//! use rmif_registry::discovery::{ProviderMetadata, Registration, RegistryDiscovery};
+//!
+//! #[rmif_core::service(name = "demo.Echo")]
+//! pub trait Echo {
+//!     async fn echo(&self, text: String) -> Result<String, rmif_core::Error>;
+//! }
+//!
+//! struct Parrot;
+//!
+//! #[rmif_core::async_trait]
+//! impl Echo for Parrot {
+//!     async fn echo(&self, text: String) -> Result<String, rmif_core::Error> {
+//!         Ok(text)
+//!     }
+//! }
+//! # use rmif_registry_server::{RegistryConfig, RegistryServer};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let data = tempfile::tempdir()?;
+//! # let member = RegistryServer::start(RegistryConfig::single("127.0.0.1:0".parse()?, data.path())).await?;
+//! # let members = [member.client_addr()];
+//! let server = Server::builder(ProviderConfig::loopback())
+//!     .add_service(EchoProvider::new(Parrot))
+//!     .serve()
+//!     .await?;
+//! let registration = Registration::announce(
+//!     RegistryClient::connect(&members),
+//!     server.services(),
+//!     server.local_addr(),
+//!     ProviderMetadata { weight: 100, extra: Default::default() },
+//!     Duration::from_secs(3),
+//! )
+//! .await?;
+//!
+//! let discovery = RegistryDiscovery::new(RegistryClient::connect(&members));
+//! let echo: EchoConsumer = Client::new(ConsumerConfig::default(), discovery).stub();
+//! assert_eq!(echo.echo("found you".into()).await?, "found you");
+//!
+//! registration.withdraw().await;
+//! server.shutdown().await;
+//! # member.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -81,6 +132,14 @@ pub struct Registration {
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
     announced: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("announced", &self.is_announced())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registration {
@@ -231,6 +290,22 @@ async fn upkeep(
 pub struct RegistryDiscovery {
     client: RegistryClient,
     followed: Arc<Mutex<HashMap<ServiceKey, watch::Receiver<ProviderSet>>>>,
+}
+
+impl std::fmt::Debug for RegistryDiscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let followed: Vec<String> = self
+            .followed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .map(ServiceKey::to_string)
+            .collect();
+        f.debug_struct("RegistryDiscovery")
+            .field("client", &self.client)
+            .field("followed", &followed)
+            .finish()
+    }
 }
 
 impl RegistryDiscovery {

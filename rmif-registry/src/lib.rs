@@ -9,6 +9,26 @@
 //! - [`discovery`]: providers announcing themselves, consumers following provider lists;
 //! - [`api`]: the registry's client API, an rmif service;
 //! - [`path`], [`node`], [`op`]: the vocabulary both sides speak (paths, stats, operations).
+//!
+//! ```
+//! use rmif_registry::{Consistency, CreateMode, RegistryClient};
+//! # use rmif_registry_server::{RegistryConfig, RegistryServer};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let data = tempfile::tempdir()?;
+//! # let member = RegistryServer::start(RegistryConfig::single("127.0.0.1:0".parse()?, data.path())).await?;
+//! # let members = [member.client_addr()];
+//! // The client addresses of the registry's members (here, one member started above).
+//! let client = RegistryClient::connect(&members);
+//! let created = client.create("/app", b"v1", CreateMode::PERSISTENT).await?;
+//! let read = client.get("/app", Consistency::Linearizable).await?;
+//! assert_eq!(read.data, b"v1");
+//! assert!(read.zxid >= created.zxid, "a read never goes back before a write it saw");
+//! # member.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod api;
 pub mod client;

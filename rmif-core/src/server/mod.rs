@@ -121,6 +121,7 @@ impl Drop for OpenConnection {
 /// server.shutdown().await;
 /// # Ok(()) }
 /// ```
+#[derive(Debug)]
 pub struct Server;
 
 impl Server {
@@ -248,6 +249,17 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     shared: Arc<ServerShared>,
     accept: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("services", &self.services())
+            .field("connections", &self.connections())
+            .field("active_calls", &self.active_calls())
+            .finish()
+    }
 }
 
 /// What a graceful shutdown achieved.

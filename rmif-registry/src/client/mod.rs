@@ -86,9 +86,44 @@ struct Member {
 }
 
 /// A connection to a registry cluster. Cheap to clone.
+///
+/// Requests go to one member and move to the others when it fails (all through one failover
+/// loop); reads never reflect a state older than one this client has already seen, whichever
+/// member answers.
+///
+/// ```
+/// use rmif_registry::{Consistency, CreateMode, RegistryClient, RegistryError};
+/// # use rmif_registry_server::{RegistryConfig, RegistryServer};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let data = tempfile::tempdir()?;
+/// # let member = RegistryServer::start(RegistryConfig::single("127.0.0.1:0".parse()?, data.path())).await?;
+/// # let members = [member.client_addr()];
+/// let client = RegistryClient::connect(&members);
+/// client.create("/config", b"{}", CreateMode::PERSISTENT).await?;
+/// // Compare-and-set: only if nobody changed it since version 0.
+/// let written = client.set("/config", b"{\"debug\":true}", Some(0)).await?;
+/// assert_eq!(written.stat.map(|s| s.version), Some(1));
+/// let conflict = client.set("/config", b"{}", Some(0)).await.unwrap_err();
+/// assert!(matches!(conflict, RegistryError::BadVersion { actual: 1, .. }));
+/// let jobs = client.create("/job-", b"", CreateMode::SEQUENTIAL).await?;
+/// assert_eq!(jobs.path, "/job-0000000000");
+/// # member.shutdown().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RegistryClient {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("servers", &self.servers())
+            .field("preferred", &self.addr(self.preferred()))
+            .field("last_zxid", &self.last_zxid())
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -370,12 +405,55 @@ impl RegistryClient {
 
     /// Opens a session held by this client; its ephemeral nodes live as long as it does.
     /// Heartbeats keep it alive in the background, moving to another member when needed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use rmif_registry::{Consistency, CreateMode, RegistryClient, SessionState};
+    /// # use rmif_registry_server::{RegistryConfig, RegistryServer};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let data = tempfile::tempdir()?;
+    /// # let member = RegistryServer::start(RegistryConfig::single("127.0.0.1:0".parse()?, data.path())).await?;
+    /// # let members = [member.client_addr()];
+    /// let client = RegistryClient::connect(&members);
+    /// let session = client.open_session(Duration::from_secs(5)).await?;
+    /// let ephemeral = CreateMode { ephemeral: true, sequential: false };
+    /// session.create("/worker-1", b"busy", ephemeral).await?;
+    /// assert_eq!(session.state(), SessionState::Connected);
+    /// // Closing the session (or its expiry, if this process died) deletes the node.
+    /// session.close().await?;
+    /// assert!(client.get("/worker-1", Consistency::Linearizable).await.is_err());
+    /// # member.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn open_session(&self, timeout: Duration) -> Result<Session, RegistryError> {
         Session::open(self.clone(), timeout).await
     }
 
     /// Follows changes of `path` (see [`WatchMode`]). The watcher resumes after failovers
     /// without missing a change (or with an explicit resync).
+    ///
+    /// ```
+    /// use rmif_registry::api::WatchMode;
+    /// use rmif_registry::{ChangeKind, CreateMode, RegistryClient};
+    /// # use rmif_registry_server::{RegistryConfig, RegistryServer};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let data = tempfile::tempdir()?;
+    /// # let member = RegistryServer::start(RegistryConfig::single("127.0.0.1:0".parse()?, data.path())).await?;
+    /// # let members = [member.client_addr()];
+    /// let client = RegistryClient::connect(&members);
+    /// client.create("/jobs", b"", CreateMode::PERSISTENT).await?;
+    /// let mut watcher = client.watch("/jobs", WatchMode::Recursive).await?;
+    /// let armed = watcher.next().await.expect("open")?;
+    /// assert!(armed.is_armed(), "the first message says from which zxid it follows");
+    /// client.create("/jobs/a", b"", CreateMode::PERSISTENT).await?;
+    /// let change = watcher.next().await.expect("open")?;
+    /// assert!(change.events.iter().any(|e| e.kind == ChangeKind::Created && e.path == "/jobs/a"));
+    /// # member.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn watch(&self, path: &str, mode: WatchMode) -> Result<Watcher, RegistryError> {
         Watcher::start(self.clone(), path, mode).await
     }

@@ -31,6 +31,16 @@ pub struct Watcher {
     mode: WatchMode,
 }
 
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("path", &self.path)
+            .field("mode", &self.mode)
+            .field("shared", &matches!(self.source, Source::Shared(_)))
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where a watcher's messages come from.
 enum Source {
     /// A stream of its own, read by a task that stops when the watcher is dropped.
