@@ -1,47 +1,39 @@
-//! One consumer connection on the provider: reads requests, runs each handler (inline when it
-//! completes on its first poll, as its own task otherwise), answers, cancels, and feeds streams
-//! within the credit the consumer grants.
+//! One consumer connection on the provider: reads frames, dispatches each request (its
+//! handler runs as `handlers` says, a stream as `streams` says), answers, and cancels.
 
-use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::call::{Handled, ProviderAnswer, ProviderCall};
-use super::{ActiveCall, OpenConnection, ServerShared};
+use super::call::ProviderCall;
+use super::panics::panic_message;
+use super::{OpenConnection, ServerShared};
 use crate::compress::decompress;
 use crate::context::CallContext;
-use crate::layer::boxed::BoxError;
-use crate::protocol::{Frame, FrameHeader, FrameKind, INITIAL_STREAM_WINDOW, OutFrame, Status};
+use crate::protocol::{Frame, FrameHeader, FrameKind, OutFrame, Status};
 use crate::serialize::Serialization;
-use crate::service::{BoxFuture, Dispatch, IncomingRequest, Reply};
+use crate::service::{Dispatch, IncomingRequest, Reply};
 use crate::sync::{IdMap, lock};
 use crate::transport::{Link, Liveness, open_link};
 
-/// Most stream credit a consumer may have outstanding; grants beyond it are clamped.
-const MAX_STREAM_CREDIT: usize = 1 << 20;
-
 /// A handler or stream running as its own task.
-struct RunningCall {
-    abort: AbortHandle,
-    credit: Option<Arc<Semaphore>>,
+pub(super) struct RunningCall {
+    pub(super) abort: AbortHandle,
+    pub(super) credit: Option<Arc<Semaphore>>,
 }
 
-struct ProviderConnection {
-    link: Arc<Link>,
-    shared: Arc<ServerShared>,
-    running: Mutex<IdMap<RunningCall>>,
+pub(super) struct ProviderConnection {
+    pub(super) link: Arc<Link>,
+    pub(super) shared: Arc<ServerShared>,
+    pub(super) running: Mutex<IdMap<RunningCall>>,
 }
 
 /// Serves one accepted connection until it closes or the server terminates.
@@ -249,277 +241,7 @@ impl ProviderConnection {
         }
     }
 
-    /// Runs a call through the provider's layers, like [`Self::run_unary`]: polled once here,
-    /// a task of its own only if that was not enough.
-    fn run_layered(
-        self: &Arc<Self>,
-        id: u64,
-        format: Serialization,
-        context: CallContext,
-        mut future: BoxFuture<Result<ProviderAnswer, BoxError>>,
-        active: ActiveCall,
-    ) {
-        match poll_once(&context, &mut future) {
-            Ok(Poll::Ready(answer)) => {
-                self.finish_layered(id, format, context, answer, active, false)
-            }
-            Err(panic) => {
-                drop(active);
-                self.refuse(id, Status::Internal, panic);
-            }
-            Ok(Poll::Pending) => {
-                let connection = self.clone();
-                let deadline = context.deadline;
-                let call_context = context.clone();
-                let task = async move {
-                    let work = AssertUnwindSafe(future).catch_unwind();
-                    let outcome = match deadline {
-                        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
-                        None => Some(work.await),
-                    };
-                    connection.forget(id);
-                    match outcome {
-                        Some(Ok(answer)) => connection.finish_layered(
-                            id,
-                            format,
-                            call_context,
-                            answer,
-                            active,
-                            true,
-                        ),
-                        Some(Err(panic)) => {
-                            drop(active);
-                            let reply = Reply::message(Status::Internal, panic_message(&*panic));
-                            connection.answer_now(FrameKind::Response, id, format, &reply);
-                        }
-                        None => {
-                            drop(active);
-                            let reply = Reply::message(
-                                Status::DeadlineExceeded,
-                                "the call's deadline passed while its handler ran; the handler was stopped",
-                            );
-                            connection.answer_now(FrameKind::Response, id, format, &reply);
-                        }
-                    }
-                };
-                self.spawn_call(id, context.scope(task), None);
-            }
-        }
-    }
-
-    /// Sends what a layered call answered; `from_task` when it finished in a task of its own
-    /// (the reader's batch flush does not cover it).
-    fn finish_layered(
-        self: &Arc<Self>,
-        id: u64,
-        format: Serialization,
-        context: CallContext,
-        answer: Result<ProviderAnswer, BoxError>,
-        active: ActiveCall,
-        from_task: bool,
-    ) {
-        let reply = match answer {
-            Ok(ProviderAnswer {
-                outcome: Handled::Stream(items),
-            }) => return self.feed_stream(id, format, context, items, active),
-            Ok(ProviderAnswer {
-                outcome: Handled::Done,
-            }) => return,
-            Ok(ProviderAnswer {
-                outcome: Handled::Reply(reply),
-            }) => reply,
-            Err(error) => Reply::message(Status::Rejected, rejection_reason(&*error)),
-        };
-        drop(active);
-        if from_task {
-            self.answer_now(FrameKind::Response, id, format, &reply);
-        } else {
-            self.answer(FrameKind::Response, id, format, &reply);
-        }
-    }
-
-    /// Polls the handler once right here; only a handler that is not done after that first poll
-    /// becomes a task of its own, since a task per call costs measurable throughput.
-    fn run_unary(
-        self: &Arc<Self>,
-        id: u64,
-        format: Serialization,
-        context: CallContext,
-        mut future: BoxFuture<Reply>,
-        active: ActiveCall,
-    ) {
-        match poll_once(&context, &mut future) {
-            Ok(Poll::Ready(reply)) => {
-                drop(active);
-                self.answer(FrameKind::Response, id, format, &reply);
-            }
-            Err(panic) => {
-                drop(active);
-                self.refuse(id, Status::Internal, panic);
-            }
-            Ok(Poll::Pending) => {
-                let connection = self.clone();
-                let deadline = context.deadline;
-                let task = async move {
-                    let _active = active;
-                    let work = AssertUnwindSafe(future).catch_unwind();
-                    let outcome = match deadline {
-                        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
-                        None => Some(work.await),
-                    };
-                    connection.forget(id);
-                    let reply = match outcome {
-                        Some(Ok(reply)) => reply,
-                        Some(Err(panic)) => {
-                            Reply::message(Status::Internal, panic_message(&*panic))
-                        }
-                        None => Reply::message(
-                            Status::DeadlineExceeded,
-                            "the call's deadline passed while its handler ran; the handler was stopped",
-                        ),
-                    };
-                    connection.answer_now(FrameKind::Response, id, format, &reply);
-                };
-                self.spawn_call(id, context.scope(task), None);
-            }
-        }
-    }
-
-    fn run_oneway(
-        self: &Arc<Self>,
-        id: u64,
-        context: CallContext,
-        mut future: BoxFuture<()>,
-        active: ActiveCall,
-    ) {
-        match poll_once(&context, &mut future) {
-            Ok(Poll::Ready(())) => {}
-            Err(panic) => {
-                tracing::warn!(peer = %self.link.peer(), id, %panic, "one-way handler panicked")
-            }
-            Ok(Poll::Pending) => {
-                let connection = self.clone();
-                let task = async move {
-                    let _active = active;
-                    if let Err(panic) = AssertUnwindSafe(future).catch_unwind().await {
-                        tracing::warn!(id, panic = %panic_message(&*panic), "one-way handler panicked");
-                    }
-                    connection.forget(id);
-                };
-                self.spawn_call(id, context.scope(task), None);
-            }
-        }
-    }
-
-    fn run_stream(
-        self: &Arc<Self>,
-        id: u64,
-        format: Serialization,
-        context: CallContext,
-        opening: BoxFuture<Result<BoxStream<'static, Reply>, Reply>>,
-        active: ActiveCall,
-    ) {
-        let credit = Arc::new(Semaphore::new(INITIAL_STREAM_WINDOW as usize));
-        let window = credit.clone();
-        let connection = self.clone();
-        let task = async move {
-            let _active = active;
-            let items = match AssertUnwindSafe(opening).catch_unwind().await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(refusal)) => {
-                    connection.forget(id);
-                    connection.answer_now(FrameKind::Response, id, format, &refusal);
-                    return;
-                }
-                Err(panic) => {
-                    connection.forget(id);
-                    connection.refuse(id, Status::Internal, panic_message(&*panic));
-                    connection.link.flush();
-                    return;
-                }
-            };
-            connection.send_items(id, format, items, &window).await;
-        };
-        self.spawn_call(id, context.scope(task), Some(credit));
-    }
-
-    /// Feeds a stream that a layered call opened, in a task of its own.
-    fn feed_stream(
-        self: &Arc<Self>,
-        id: u64,
-        format: Serialization,
-        context: CallContext,
-        items: BoxStream<'static, Reply>,
-        active: ActiveCall,
-    ) {
-        let credit = Arc::new(Semaphore::new(INITIAL_STREAM_WINDOW as usize));
-        let window = credit.clone();
-        let connection = self.clone();
-        let task = async move {
-            let _active = active;
-            connection.send_items(id, format, items, &window).await;
-        };
-        self.spawn_call(id, context.scope(task), Some(credit));
-    }
-
-    /// Says the stream opened, then sends its items as the consumer grants credit, and its end.
-    async fn send_items(
-        &self,
-        id: u64,
-        format: Serialization,
-        items: BoxStream<'static, Reply>,
-        window: &Semaphore,
-    ) {
-        let draining = self.shared.draining.clone();
-        let mut items = AssertUnwindSafe(items).catch_unwind();
-        self.answer_now(
-            FrameKind::Response,
-            id,
-            format,
-            &Reply {
-                status: Status::Ok,
-                body: BytesMut::new(),
-            },
-        );
-        let end = loop {
-            tokio::select! {
-                biased;
-                _ = draining.cancelled() => {
-                    break Reply::message(Status::ShuttingDown, "the provider is shutting down");
-                }
-                permit = window.acquire() => match permit {
-                    Ok(permit) => permit.forget(),
-                    Err(_) => break Reply::message(Status::Internal, "stream window closed"),
-                },
-            }
-            let next = tokio::select! {
-                biased;
-                _ = draining.cancelled() => {
-                    break Reply::message(Status::ShuttingDown, "the provider is shutting down");
-                }
-                next = items.next() => next,
-            };
-            match next {
-                Some(Ok(item)) => {
-                    self.link.ready().await;
-                    self.answer_soon(FrameKind::StreamItem, id, format, &item);
-                }
-                Some(Err(panic)) => {
-                    break Reply::message(Status::Internal, panic_message(&*panic));
-                }
-                None => {
-                    break Reply {
-                        status: Status::Ok,
-                        body: BytesMut::new(),
-                    };
-                }
-            }
-        };
-        self.forget(id);
-        self.answer_now(FrameKind::StreamEnd, id, format, &end);
-    }
-
-    fn spawn_call(
+    pub(super) fn spawn_call(
         &self,
         id: u64,
         task: impl Future<Output = ()> + Send + 'static,
@@ -538,36 +260,17 @@ impl ProviderConnection {
         );
     }
 
-    fn forget(&self, id: u64) {
+    pub(super) fn forget(&self, id: u64) {
         lock(&self.running).remove(&id);
     }
 
-    fn cancel(&self, id: u64) {
+    pub(super) fn cancel(&self, id: u64) {
         if let Some(call) = lock(&self.running).remove(&id) {
             call.abort.abort();
         }
     }
 
-    fn grant_credit(&self, frame: &Frame) {
-        let Ok(bytes) = <[u8; 4]>::try_from(&frame.body[..]) else {
-            let reason = format!(
-                "stream credit frame has a {}-byte body; it must be 4 bytes",
-                frame.body.len()
-            );
-            tracing::warn!(peer = %self.link.peer(), "{reason}; closing the connection");
-            self.link.close(reason);
-            return;
-        };
-        let granted = u32::from_be_bytes(bytes) as usize;
-        if let Some(call) = lock(&self.running).get(&frame.header.request_id) {
-            if let Some(credit) = &call.credit {
-                let room = MAX_STREAM_CREDIT.saturating_sub(credit.available_permits());
-                credit.add_permits(granted.min(room));
-            }
-        }
-    }
-
-    fn abort_all(&self) {
+    pub(super) fn abort_all(&self) {
         let running = std::mem::take(&mut *lock(&self.running));
         for call in running.into_values() {
             call.abort.abort();
@@ -575,7 +278,7 @@ impl ProviderConnection {
     }
 
     /// Queues an answer with a UTF-8 message and a non-ok status (the reader flushes).
-    fn refuse(&self, id: u64, status: Status, message: impl std::fmt::Display) {
+    pub(super) fn refuse(&self, id: u64, status: Status, message: impl std::fmt::Display) {
         let reply = Reply::message(status, message);
         self.link.queue(&OutFrame::new(
             FrameHeader::new(FrameKind::Response, id).with_status(status),
@@ -585,7 +288,13 @@ impl ProviderConnection {
 
     /// Sends a reply from a task other than the reader: written at once if the connection is
     /// idle.
-    fn answer_now(&self, kind: FrameKind, id: u64, format: Serialization, reply: &Reply) {
+    pub(super) fn answer_now(
+        &self,
+        kind: FrameKind,
+        id: u64,
+        format: Serialization,
+        reply: &Reply,
+    ) {
         self.answer(kind, id, format, reply);
         self.link.flush();
     }
@@ -593,14 +302,20 @@ impl ProviderConnection {
     /// Queues a stream item for the writer task. Items of many streams on one connection are
     /// often produced together (one registry change reaching every watcher), and the writer
     /// sends them in one write where direct writes would cost a system call and a packet each.
-    fn answer_soon(&self, kind: FrameKind, id: u64, format: Serialization, reply: &Reply) {
+    pub(super) fn answer_soon(
+        &self,
+        kind: FrameKind,
+        id: u64,
+        format: Serialization,
+        reply: &Reply,
+    ) {
         self.answer(kind, id, format, reply);
         self.link.wake_writer();
     }
 
     /// Queues a reply, compressed if the provider's policy says so (the reader flushes after
     /// the frames it received together).
-    fn answer(&self, kind: FrameKind, id: u64, format: Serialization, reply: &Reply) {
+    pub(super) fn answer(&self, kind: FrameKind, id: u64, format: Serialization, reply: &Reply) {
         let max = self.shared.config.max_frame_size;
         if reply.body.len() > max {
             return self.refuse(
@@ -626,35 +341,4 @@ impl ProviderConnection {
             self.link.queue(&OutFrame::new(header, &reply.body));
         }
     }
-}
-
-/// Polls `future` once with the call's context installed, catching a panic.
-fn poll_once<T>(
-    context: &CallContext,
-    future: &mut Pin<Box<dyn Future<Output = T> + Send>>,
-) -> Result<Poll<T>, String> {
-    // A no-op waker is enough: a future still pending after this poll is spawned, and the
-    // runtime polls every new task at once, registering its real waker.
-    let mut cx = Context::from_waker(Waker::noop());
-    context
-        .clone()
-        .sync_scope(|| catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))))
-        .map_err(|panic| panic_message(&*panic))
-}
-
-/// What a consumer is told when a provider layer failed its call.
-fn rejection_reason(error: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
-    match error.downcast_ref::<crate::Error>() {
-        Some(crate::Error::Rejected { reason, .. }) => reason.clone(),
-        _ => error.to_string(),
-    }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    let detail = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".to_owned());
-    format!("the handler panicked: {detail}")
 }

@@ -3,6 +3,9 @@
 
 pub(crate) mod call;
 mod connection;
+mod handlers;
+mod panics;
+mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
