@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The registry bench (benches/registry.rs): rmif-registry vs etcd vs ZooKeeper, 3 members each,
+# The registry bench (benches/registry/): rmif-registry vs etcd vs ZooKeeper, 3 members each,
 # on loopback. Installs what it needs from Debian when it is missing (etcd, ZooKeeper, a Java
 # runtime, and protoc with the protobuf well-known types for etcd-client's build), builds the
 # release rmif-registry server, then runs the bench. Arguments go to the bench, e.g.

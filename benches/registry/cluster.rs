@@ -1,0 +1,182 @@
+//! A 3-member cluster of one system: its members' processes, data and logs in a temporary
+//! directory, killing and restarting members, and waiting until it has a leader.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::process::{Launch, Process, free_ports, loopback};
+use crate::servers::Servers;
+use crate::{System, etcd, rmif, zookeeper};
+
+/// Each member's ports on loopback, member i at index i.
+pub struct MemberPorts {
+    /// Where clients connect.
+    pub clients: Vec<SocketAddr>,
+    /// Where the members talk to each other.
+    pub peers: Vec<u16>,
+    /// ZooKeeper's leader-election ports.
+    pub elections: Vec<u16>,
+}
+
+/// What a member says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+}
+
+/// Two members that are not the leader.
+pub fn followers(leader: usize) -> (usize, usize) {
+    ((leader + 1) % 3, (leader + 2) % 3)
+}
+
+/// A 3-member cluster of one system in a temporary directory.
+pub struct Cluster {
+    pub system: System,
+    /// Each member's client address.
+    pub clients: Vec<SocketAddr>,
+    launches: Vec<Launch>,
+    running: Vec<Option<Process>>,
+    dir: Option<tempfile::TempDir>,
+    /// Keep the logs and data when the cluster goes (a scenario failed on it).
+    pub keep_files: bool,
+}
+
+impl Cluster {
+    pub fn start(system: System, servers: &Servers) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("registry-bench-{}-", system.name()))
+            .tempdir()
+            .expect("temporary directory");
+        // Per member: a client port, a peer port and (ZooKeeper) an election port.
+        let ports = free_ports(9);
+        let ports = MemberPorts {
+            clients: ports[0..3].iter().map(|p| loopback(*p)).collect(),
+            peers: ports[3..6].to_vec(),
+            elections: ports[6..9].to_vec(),
+        };
+        let launches = match system {
+            System::Rmif => rmif::launches(servers, dir.path(), &ports),
+            System::Etcd => etcd::launches(servers, dir.path(), &ports),
+            System::Zk => zookeeper::launches(servers, dir.path(), &ports),
+        };
+        let mut cluster = Cluster {
+            system,
+            clients: ports.clients,
+            launches,
+            running: (0..3).map(|_| None).collect(),
+            dir: Some(dir),
+            keep_files: false,
+        };
+        for member in 0..3 {
+            cluster.spawn(member);
+        }
+        cluster
+    }
+
+    /// Starts `member` (again), on its data of before if it had any.
+    pub fn spawn(&mut self, member: usize) {
+        let log = self
+            .dir
+            .as_ref()
+            .expect("cluster directory")
+            .path()
+            .join(format!("member-{member}.log"));
+        self.running[member] = Some(Process::start(&self.launches[member], &log));
+    }
+
+    /// SIGKILLs `member`.
+    pub fn kill(&mut self, member: usize) {
+        if let Some(mut process) = self.running[member].take() {
+            process.kill();
+        }
+    }
+
+    /// Panics (naming the log) if a member this bench did not kill has exited.
+    fn check_alive(&mut self) {
+        for member in 0..3 {
+            let Some(process) = self.running[member].as_mut() else {
+                continue;
+            };
+            if let Ok(Some(status)) = process.child.try_wait() {
+                self.keep_files = true;
+                let log = self
+                    .dir
+                    .as_ref()
+                    .map(|d| d.path().join(format!("member-{member}.log")));
+                let tail = log
+                    .as_ref()
+                    .and_then(|log| std::fs::read_to_string(log).ok())
+                    .map(|text| text.lines().rev().take(5).collect::<Vec<_>>().join(" | "))
+                    .unwrap_or_default();
+                panic!(
+                    "{} member {} exited by itself ({status}): {tail}",
+                    self.system.name(),
+                    member + 1
+                );
+            }
+        }
+    }
+
+    fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..3).filter(|m| self.running[*m].is_some())
+    }
+
+    /// Waits until every running member answers and exactly one of them leads; returns it.
+    pub async fn wait_ready(&mut self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            self.check_alive();
+            let mut states = Vec::new();
+            for member in self.running() {
+                states.push((member, role(self.system, self.clients[member]).await));
+            }
+            let answered = states.iter().all(|(_, s)| s.is_some());
+            let leaders: Vec<usize> = states
+                .iter()
+                .filter(|(_, s)| *s == Some(Role::Leader))
+                .map(|(m, _)| *m)
+                .collect();
+            if answered && leaders.len() == 1 {
+                return leaders[0];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} cluster not ready after 90 s: {states:?} (logs in {})",
+                self.system.name(),
+                self.dir
+                    .as_ref()
+                    .map_or(Path::new("?"), |d| d.path())
+                    .display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for member in 0..3 {
+            self.kill(member);
+        }
+        if std::thread::panicking() || self.keep_files {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("cluster logs and data kept in {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+/// What the member at `addr` says it is, if it answers within 2 s and knows a leader.
+async fn role(system: System, addr: SocketAddr) -> Option<Role> {
+    let answer = tokio::time::timeout(Duration::from_secs(2), async {
+        match system {
+            System::Rmif => rmif::role(addr).await,
+            System::Etcd => etcd::role(addr).await,
+            System::Zk => zookeeper::role(addr).await,
+        }
+    })
+    .await;
+    answer.ok().flatten()
+}

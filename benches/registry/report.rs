@@ -1,0 +1,158 @@
+//! The registry bench's report: what it ran on, a table of throughput and latency per workload
+//! and client count, a table of times (lower is better), and the scenarios that failed.
+
+use rmif_bench::measure::Results;
+use rmif_bench::options::Timing;
+use rmif_bench::report::{Table, machine, number, ratio};
+
+use crate::scenarios::fanout::{self, FANOUT};
+use crate::scenarios::throughput::{CLIENTS, Load};
+use crate::scenarios::{ephemeral, failover, watch};
+use crate::servers::Servers;
+use crate::{Scenario, System};
+
+pub fn print_header(timing: &Timing, servers: &Servers) {
+    println!("machine: {}", machine());
+    println!("peers: {}", servers.versions());
+    if !servers.rmif_set.is_empty() {
+        println!("rmif members run with: {}", servers.rmif_set.join(" "));
+    }
+    println!(
+        "{} run(s); throughput cells {:.1} s warm-up + {:.1} s measured; medians across runs{}",
+        timing.runs,
+        timing.warmup.as_secs_f64(),
+        timing.duration.as_secs_f64(),
+        timing.smoke_note()
+    );
+    println!();
+}
+
+pub fn print_tables(scenarios: &[Scenario], results: &Results<System>) {
+    let throughput: Vec<Scenario> = [Scenario::Writes, Scenario::Reads]
+        .into_iter()
+        .filter(|s| scenarios.contains(s))
+        .collect();
+    if !throughput.is_empty() {
+        println!("{}", throughput_table(&throughput, results));
+    }
+    let times = time_table(scenarios, results);
+    if let Some(table) = times {
+        print!("{table}");
+    }
+    let failed: Vec<String> = results
+        .metrics()
+        .filter_map(|(system, metric)| {
+            let scenario = metric.strip_suffix("/failed")?;
+            Some(format!("{scenario} on {}", system.name()))
+        })
+        .collect();
+    if !failed.is_empty() {
+        println!("\nFailed (no figures): {}", failed.join(", "));
+    }
+}
+
+/// Operations per second and latency, one row per load and client count.
+fn throughput_table(scenarios: &[Scenario], results: &Results<System>) -> Table {
+    let mut table = Table::new([
+        "workload",
+        "clients",
+        "rmif ops/s",
+        "etcd ops/s",
+        "ZooKeeper ops/s",
+        "rmif/etcd",
+        "rmif/ZK",
+        "rmif p50 / p99 ms",
+        "etcd p50 / p99 ms",
+        "ZooKeeper p50 / p99 ms",
+    ]);
+    for &scenario in scenarios {
+        for &load in Load::of(scenario) {
+            for clients in CLIENTS {
+                let key = load.key(clients);
+                let figure = |system, figure| results.median(system, &format!("{key}/{figure}"));
+                let latency = |system| {
+                    format!(
+                        "{} / {}",
+                        number(figure(system, "p50"), 2),
+                        number(figure(system, "p99"), 2)
+                    )
+                };
+                let [rmif, etcd, zk] = System::ALL;
+                table.row([
+                    load.label().to_owned(),
+                    clients.to_string(),
+                    number(figure(rmif, "rate"), 0),
+                    number(figure(etcd, "rate"), 0),
+                    number(figure(zk, "rate"), 0),
+                    ratio(figure(rmif, "rate"), figure(etcd, "rate")),
+                    ratio(figure(rmif, "rate"), figure(zk, "rate")),
+                    latency(rmif),
+                    latency(etcd),
+                    latency(zk),
+                ]);
+            }
+        }
+    }
+    table
+}
+
+/// Times in ms, lower is better: the ratio is rmif's time over the peer's. `None` if no chosen
+/// scenario measures a time.
+fn time_table(scenarios: &[Scenario], results: &Results<System>) -> Option<Table> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    if scenarios.contains(&Scenario::Failover) {
+        rows.push((
+            "failover: longest write gap".into(),
+            failover::METRIC.into(),
+        ));
+    }
+    if scenarios.contains(&Scenario::Watch) {
+        rows.push(("watch notification p50".into(), watch::P50.into()));
+        rows.push(("watch notification p99".into(), watch::P99.into()));
+    }
+    if scenarios.contains(&Scenario::Fanout) {
+        for watchers in FANOUT {
+            rows.push((
+                format!("fan-out to {watchers} watchers"),
+                fanout::metric(watchers),
+            ));
+        }
+    }
+    if scenarios.contains(&Scenario::Ephemeral) {
+        rows.push((
+            "ephemeral removal after kill (2 s session)".into(),
+            ephemeral::METRIC.into(),
+        ));
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    let mut table = Table::new([
+        "time (ms, lower is better)",
+        "rmif",
+        "etcd",
+        "ZooKeeper",
+        "rmif/etcd",
+        "rmif/ZK",
+        "samples",
+    ]);
+    for (label, metric) in rows {
+        let time = |system| results.median(system, &metric);
+        let samples = System::ALL
+            .iter()
+            .map(|system| results.count(*system, &metric))
+            .max()
+            .unwrap_or(0);
+        let [rmif, etcd, zk] = System::ALL;
+        table.row([
+            label,
+            number(time(rmif), 1),
+            number(time(etcd), 1),
+            number(time(zk), 1),
+            ratio(time(rmif), time(etcd)),
+            ratio(time(rmif), time(zk)),
+            format!("{samples} per system"),
+        ]);
+    }
+    Some(table)
+}

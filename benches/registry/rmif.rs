@@ -1,0 +1,170 @@
+//! rmif-registry: its members' configuration, how to tell its leader, and every operation the
+//! scenarios make, through the public client (`rmif_registry::RegistryClient`).
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use rmif_registry::api::WatchMode;
+use rmif_registry::{ChangeKind, ClientOptions, Consistency, CreateMode, RegistryClient, Watcher};
+
+use crate::client::Change;
+use crate::cluster::{MemberPorts, Role};
+use crate::process::{Launch, loopback};
+use crate::servers::Servers;
+
+/// Each member's properties file and command line: the release `rmif-registry` with its default
+/// Raft timing (25 ms ticks, election after 10, heartbeat every 2), plus `--rmif-set`.
+pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launch> {
+    let peer_list = (0..3)
+        .map(|i| format!("{}={}", i + 1, loopback(ports.peers[i])))
+        .collect::<Vec<_>>()
+        .join(",");
+    (0..3)
+        .map(|i| {
+            let config = dir.join(format!("rmif-{}.properties", i + 1));
+            std::fs::write(
+                &config,
+                format!(
+                    "node_id={}\npeers={peer_list}\nclient_addr={}\ndata_dir={}\n",
+                    i + 1,
+                    ports.clients[i],
+                    dir.join(format!("rmif-{}", i + 1)).display()
+                ),
+            )
+            .expect("write rmif member configuration");
+            Launch {
+                program: servers.rmif.clone().expect("rmif-registry binary"),
+                args: std::iter::once(config.into())
+                    .chain(
+                        servers
+                            .rmif_set
+                            .iter()
+                            .flat_map(|kv| [OsString::from("--set"), OsString::from(kv)]),
+                    )
+                    .collect(),
+                env: vec![("RMIF_LOG".to_owned(), "warn".to_owned())],
+            }
+        })
+        .collect()
+}
+
+/// What the member at `addr` says it is, if it knows a leader.
+pub async fn role(addr: SocketAddr) -> Option<Role> {
+    let status = RegistryClient::new(&[addr], request_deadline(Duration::from_secs(1)))
+        .member_status(addr)
+        .await
+        .ok()?;
+    match (status.role.as_str(), status.leader) {
+        ("leader", _) => Some(Role::Leader),
+        (_, 0) => None,
+        _ => Some(Role::Follower),
+    }
+}
+
+/// Client options under which a request, and each attempt at it, gives up after `deadline`.
+pub fn request_deadline(deadline: Duration) -> ClientOptions {
+    ClientOptions {
+        timeout: deadline,
+        attempt_timeout: deadline,
+        connect_timeout: Duration::from_millis(500),
+    }
+}
+
+/// A client of `members` that starts with the first.
+pub fn client(members: &[SocketAddr], options: ClientOptions) -> RegistryClient {
+    let client = RegistryClient::new(members, options);
+    client.prefer(members[0]);
+    client
+}
+
+pub async fn create(client: &RegistryClient, path: &str, value: &[u8]) -> Result<(), String> {
+    client
+        .create(path, value, CreateMode::PERSISTENT)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+pub async fn set(client: &RegistryClient, path: &str, value: &[u8]) -> Result<(), String> {
+    client
+        .set(path, value, None)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// A linearizable read (ReadIndex, the default) or one from the member's own state (`Stale`).
+pub async fn read(
+    client: &RegistryClient,
+    path: &str,
+    linearizable: bool,
+) -> Result<Vec<u8>, String> {
+    let consistency = if linearizable {
+        Consistency::Linearizable
+    } else {
+        Consistency::Stale
+    };
+    client
+        .get(path, consistency)
+        .await
+        .map(|d| d.data)
+        .map_err(|e| e.to_string())
+}
+
+/// A persistent watch of `path`, once the member has confirmed that it is armed.
+pub async fn watch(client: &RegistryClient, path: &str) -> Result<Watcher, String> {
+    let mut watcher = client
+        .watch(path, WatchMode::Persistent)
+        .await
+        .map_err(|e| e.to_string())?;
+    match watcher.next().await {
+        Some(Ok(message)) if message.is_armed() => Ok(watcher),
+        other => Err(format!("rmif watch: expected armed, got {other:?}")),
+    }
+}
+
+/// The next change the watch reports, skipping messages without events.
+pub async fn next_change(watcher: &mut Watcher) -> Result<Change, String> {
+    loop {
+        match watcher.next().await {
+            None => return Err("rmif watch ended".to_owned()),
+            Some(Err(e)) => return Err(format!("rmif watch: {e}")),
+            Some(Ok(message)) if message.resync.is_some() => {
+                return Err("rmif watch resynchronized instead of delivering".to_owned());
+            }
+            Some(Ok(message)) if message.events.is_empty() => continue,
+            Some(Ok(message)) => {
+                let deleted = message.events.iter().any(|e| e.kind == ChangeKind::Deleted);
+                return Ok(if deleted {
+                    Change::Deleted
+                } else {
+                    Change::Updated
+                });
+            }
+        }
+    }
+}
+
+/// Creates `path` as an ephemeral node of a session of `timeout` on `server`, calls `ready`
+/// with the timeout the member granted, and keeps the session alive from then on.
+pub async fn hold_ephemeral(
+    server: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    ready: impl FnOnce(Duration),
+) {
+    let client = RegistryClient::connect(&[server]);
+    let session = client.open_session(timeout).await.expect("open session");
+    let ephemeral = CreateMode {
+        ephemeral: true,
+        sequential: false,
+    };
+    session
+        .create(path, crate::VALUE, ephemeral)
+        .await
+        .expect("create ephemeral");
+    ready(session.timeout());
+    std::future::pending::<()>().await;
+}

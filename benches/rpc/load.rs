@@ -1,0 +1,120 @@
+//! The load generator: caller tasks sharing one client, call after call, every answer checked
+//! and every call's latency recorded.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rmif_bench::measure::{Sample, Tally, Window};
+use rmif_bench::options::Timing;
+
+use crate::provider::ProviderProcess;
+use crate::scenario::{Op, Scenario};
+use crate::{System, raw, rmif, tarpc};
+
+/// One connection's worth of client, cloned into every caller task. Generic rather than `dyn`
+/// so that the harness adds no boxing of its own to any system.
+pub trait Caller: Clone + Send + Sync + 'static {
+    fn add(&self, a: u64, b: u64) -> impl Future<Output = Result<u64, String>> + Send;
+    fn echo(&self, body: Vec<u8>) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+}
+
+/// Runs `scenario` against a fresh provider process of `system`: a new process and connection
+/// per cell, so that no cell inherits another's buffers, caches or backlog.
+pub async fn measure(system: System, scenario: Scenario, timing: &Timing) -> Sample {
+    let provider = ProviderProcess::start(system, scenario.lz4);
+    let sample = match system {
+        System::Rmif => {
+            let caller = rmif::RmifCaller::connect(provider.addr, scenario.lz4);
+            drive(caller, scenario, timing).await
+        }
+        System::Tarpc => {
+            let caller = tarpc::TarpcCaller::connect(provider.addr).await;
+            drive(caller, scenario, timing).await
+        }
+        System::Raw => {
+            let caller = raw::RawCaller::connect(provider.addr, scenario.lz4).await;
+            drive(caller, scenario, timing).await
+        }
+    };
+    drop(provider);
+    sample
+}
+
+/// `scenario.callers` tasks share `caller`; calls that start during the warm-up are not counted.
+async fn drive<C: Caller>(caller: C, scenario: Scenario, timing: &Timing) -> Sample {
+    let body = Arc::new(echo_body(match scenario.op {
+        Op::Echo(size) => size,
+        Op::Add => 0,
+    }));
+    let window = Window::after(timing.warmup, timing.duration);
+    let tasks: Vec<_> = (0..scenario.callers as u64)
+        .map(|worker| {
+            let (caller, body) = (caller.clone(), body.clone());
+            tokio::spawn(call_loop(caller, scenario.op, worker, body, window))
+        })
+        .collect();
+    let mut tally = Tally::new();
+    for task in tasks {
+        tally.merge(task.await.expect("caller task panicked"));
+    }
+    if let Some(failures) = tally.failures("calls") {
+        eprintln!("  {failures}");
+    }
+    tally.sample(&window)
+}
+
+/// One caller: call after call until the window closes, checking each answer.
+async fn call_loop<C: Caller>(
+    caller: C,
+    op: Op,
+    worker: u64,
+    body: Arc<Vec<u8>>,
+    window: Window,
+) -> Tally {
+    let mut tally = Tally::new();
+    // Each caller adds its own range of numbers, so that a mixed-up answer shows.
+    let mut i = worker << 32;
+    loop {
+        let start = Instant::now();
+        if window.is_over(start) {
+            return tally;
+        }
+        i += 1;
+        let outcome = match op {
+            Op::Add => caller.add(i, 1).await.and_then(|sum| {
+                (sum == i + 1)
+                    .then_some(())
+                    .ok_or(format!("add({i}, 1) = {sum}"))
+            }),
+            // Cloning the body is part of every system's call: each takes a Vec<u8> by value.
+            Op::Echo(_) => caller.echo(body.to_vec()).await.and_then(|echoed| {
+                (echoed == *body)
+                    .then_some(())
+                    .ok_or("echo changed the body".to_owned())
+            }),
+        };
+        tally.record(&window, start, outcome);
+    }
+}
+
+/// A body that looks like typical RPC payload (ASCII, JSON-ish text from a small vocabulary), so
+/// that lz4 has something to do, as it would on real traffic. Deterministic across runs.
+fn echo_body(len: usize) -> Vec<u8> {
+    const VOCABULARY: &str = concat!(
+        r#"{"id": "name": "value": "tags":[ ], } true, false, "#,
+        r#""alpha", "bravo", "charlie", "delta", 12345, 678, 0.25, "#,
+    );
+    let words: Vec<&str> = VOCABULARY.split_inclusive(' ').collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut body = Vec::with_capacity(len + 16);
+    while body.len() < len {
+        // xorshift64: a reproducible stream without another dependency.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        body.extend_from_slice(words[(state % words.len() as u64) as usize].as_bytes());
+    }
+    body.truncate(len);
+    body
+}

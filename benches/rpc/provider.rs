@@ -1,0 +1,71 @@
+//! The provider process: this binary run again with `--serve SYSTEM`, which serves the two calls
+//! on a loopback port and announces its address; and the parent's handle on it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Child;
+
+use rmif_bench::helper;
+use tokio::net::TcpListener;
+
+use crate::{System, raw, rmif, tarpc};
+
+/// The provider process's `main`: serves `system` until the parent goes away.
+pub fn serve(system: System, lz4: bool) {
+    helper::exit_with_parent();
+    rmif_bench::runtime().block_on(async move {
+        match system {
+            System::Rmif => {
+                let server = rmif::serve(lz4).await;
+                helper::announce(server.local_addr());
+                std::future::pending::<()>().await;
+            }
+            System::Tarpc => {
+                let listener = bind_loopback().await;
+                helper::announce(listener.local_addr().expect("local addr"));
+                tarpc::serve(listener).await;
+            }
+            System::Raw => {
+                let listener = bind_loopback().await;
+                helper::announce(listener.local_addr().expect("local addr"));
+                raw::serve(listener).await;
+            }
+        }
+    });
+}
+
+async fn bind_loopback() -> TcpListener {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind 127.0.0.1")
+}
+
+/// A provider child process; dropping it closes its stdin, which ends it.
+pub struct ProviderProcess {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ProviderProcess {
+    pub fn start(system: System, lz4: bool) -> ProviderProcess {
+        let mut command = helper::command(["--serve", system.name()]);
+        if lz4 {
+            command.arg("--lz4");
+        }
+        let mut child = command.spawn().expect("start the provider process");
+        let line = helper::announcement(&mut child);
+        let addr = line.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "{} provider printed {line:?}, not an address",
+                system.name()
+            )
+        });
+        ProviderProcess { child, addr }
+    }
+}
+
+impl Drop for ProviderProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}

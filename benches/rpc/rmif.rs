@@ -1,0 +1,64 @@
+//! rmif: `CalculatorProvider::new(Arithmetic)` served by `rmif_core::Server`, called through a
+//! `CalculatorConsumer` stub, default settings but for the call deadline and, in the `-lz4`
+//! scenarios, compression on both sides.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use rmif_core::{
+    Client, Compression, CompressionPolicy, ConsumerConfig, ProviderConfig, Server, ServerHandle,
+};
+use rmif_suite::calculator::{Arithmetic, Calculator, CalculatorConsumer, CalculatorProvider};
+
+use crate::CALL_DEADLINE;
+use crate::load::Caller;
+
+/// Serves the calculator on a loopback port; the server runs until the process ends.
+pub async fn serve(lz4: bool) -> ServerHandle {
+    let config = ProviderConfig {
+        bind: Ipv4Addr::LOCALHOST.into(),
+        port: 0,
+        compression: compression(lz4),
+        ..ProviderConfig::loopback()
+    };
+    Server::builder(config)
+        .add_service(CalculatorProvider::new(Arithmetic))
+        .serve()
+        .await
+        .expect("rmif server")
+}
+
+fn compression(lz4: bool) -> CompressionPolicy {
+    if lz4 {
+        CompressionPolicy {
+            algorithm: Compression::Lz4,
+            threshold: 1024,
+        }
+    } else {
+        CompressionPolicy::default()
+    }
+}
+
+#[derive(Clone)]
+pub struct RmifCaller(CalculatorConsumer);
+
+impl RmifCaller {
+    pub fn connect(addr: SocketAddr, lz4: bool) -> Self {
+        let client = Client::with_static_providers(ConsumerConfig {
+            static_providers: vec![addr],
+            timeout: CALL_DEADLINE,
+            compression: compression(lz4),
+            ..ConsumerConfig::default()
+        });
+        RmifCaller(client.stub())
+    }
+}
+
+impl Caller for RmifCaller {
+    async fn add(&self, a: u64, b: u64) -> Result<u64, String> {
+        self.0.add(a, b).await.map_err(|e| e.to_string())
+    }
+
+    async fn echo(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.0.echo(body).await.map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,72 @@
+//! The scenario matrix: which calls, how many callers, with or without compression, and which
+//! systems run which scenario.
+
+use crate::System;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Add,
+    /// An echo of a body of this many bytes.
+    Echo(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub op: Op,
+    /// Caller tasks sharing the one connection.
+    pub callers: usize,
+    pub lz4: bool,
+}
+
+/// Every scenario, in table order. The `-lz4` ones compress bodies of 1 KiB and more.
+pub const SCENARIOS: [Scenario; 7] = [
+    Scenario::new("add-1", Op::Add, 1, false),
+    Scenario::new("add-16", Op::Add, 16, false),
+    Scenario::new("add-256", Op::Add, 256, false),
+    Scenario::new("echo-1k", Op::Echo(1024), 16, false),
+    Scenario::new("echo-1k-lz4", Op::Echo(1024), 16, true),
+    Scenario::new("echo-64k", Op::Echo(64 * 1024), 16, false),
+    Scenario::new("echo-64k-lz4", Op::Echo(64 * 1024), 16, true),
+];
+
+impl Scenario {
+    const fn new(name: &'static str, op: Op, callers: usize, lz4: bool) -> Self {
+        Scenario {
+            name,
+            op,
+            callers,
+            lz4,
+        }
+    }
+
+    /// The scenario actually run for `system`: systems without compression run the
+    /// uncompressed twin of an `-lz4` scenario.
+    pub fn effective_for(self, system: System) -> Scenario {
+        if self.lz4 && !system.compresses() {
+            SCENARIOS
+                .into_iter()
+                .find(|s| s.op == self.op && s.callers == self.callers && !s.lz4)
+                .expect("every lz4 scenario has an uncompressed twin")
+        } else {
+            self
+        }
+    }
+}
+
+/// The scenarios to run and, for each, the systems to run it on: a system without compression
+/// runs an `-lz4` scenario as its uncompressed twin, once.
+pub fn jobs(scenarios: &[Scenario], systems: &[System]) -> Vec<(Scenario, Vec<System>)> {
+    let mut jobs: Vec<(Scenario, Vec<System>)> = Vec::new();
+    for scenario in scenarios {
+        for &system in systems {
+            let effective = scenario.effective_for(system);
+            match jobs.iter_mut().find(|(s, _)| *s == effective) {
+                Some((_, systems)) if systems.contains(&system) => {}
+                Some((_, systems)) => systems.push(system),
+                None => jobs.push((effective, vec![system])),
+            }
+        }
+    }
+    jobs
+}
