@@ -1,6 +1,8 @@
 //! What the benches share: their common options, measurement and report, and the helper
 //! processes they run (each bench binary re-executes itself as a server or a session holder).
 
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
 pub mod helper;
 pub mod measure;
 pub mod options;

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 /// A latency distribution: nanoseconds from 1 ns to 60 s, to 3 significant digits.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Latencies(Histogram<u64>);
 
 impl Latencies {
+    /// An empty distribution.
     pub fn new() -> Self {
         Latencies(Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds"))
     }
@@ -20,6 +21,7 @@ impl Latencies {
         self.0.saturating_record(latency.as_nanos() as u64);
     }
 
+    /// Adds every latency `other` recorded.
     pub fn merge(&mut self, other: &Latencies) {
         self.0.add(&other.0).expect("histograms of equal bounds");
     }
@@ -67,6 +69,7 @@ impl Window {
 }
 
 /// What one load task (or, merged, a whole cell) saw inside its window.
+#[derive(Debug)]
 pub struct Tally {
     latencies: Latencies,
     ok: u64,
@@ -75,6 +78,7 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Nothing counted yet.
     pub fn new() -> Self {
         Tally {
             latencies: Latencies::new(),
@@ -103,6 +107,7 @@ impl Tally {
         }
     }
 
+    /// Adds what `other` counted.
     pub fn merge(&mut self, other: Tally) {
         self.latencies.merge(&other.latencies);
         self.ok += other.ok;
@@ -141,19 +146,25 @@ impl Default for Tally {
 pub struct Sample {
     /// Successful operations per second.
     pub per_sec: f64,
+    /// Median latency.
     pub p50: Duration,
+    /// 99th percentile latency.
     pub p99: Duration,
+    /// Failed operations.
     pub errors: u64,
 }
 
 /// The unit a bench reports latencies in.
 #[derive(Debug, Clone, Copy)]
 pub enum Unit {
+    /// Microseconds (the RPC bench).
     Micros,
+    /// Milliseconds (the registry bench).
     Millis,
 }
 
 impl Unit {
+    /// `duration` in this unit.
     pub fn of(self, duration: Duration) -> f64 {
         match self {
             Unit::Micros => duration.as_secs_f64() * 1e6,
@@ -164,17 +175,20 @@ impl Unit {
 
 /// Every figure measured, by system and metric name: one value per run, or per kill, change or
 /// removal for the scenarios that repeat within a run.
+#[derive(Debug)]
 pub struct Results<S> {
     values: BTreeMap<(S, String), Vec<f64>>,
 }
 
 impl<S: Copy + Ord> Results<S> {
+    /// Nothing recorded yet.
     pub fn new() -> Self {
         Results {
             values: BTreeMap::new(),
         }
     }
 
+    /// Adds one value of `metric` for `system`.
     pub fn record(&mut self, system: S, metric: impl Into<String>, value: f64) {
         self.values
             .entry((system, metric.into()))

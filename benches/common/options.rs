@@ -51,8 +51,11 @@ impl RunArgs {
 /// How often and how long a bench measures.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
+    /// Times the whole matrix is measured.
     pub runs: usize,
+    /// Load before measuring starts, in each cell.
     pub warmup: Duration,
+    /// How long each cell is measured.
     pub duration: Duration,
     /// Run without `--bench`: the figures mean nothing.
     pub smoke: bool,

@@ -47,12 +47,14 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 
 /// A Markdown table whose first column is text (left-aligned) and the others figures
 /// (right-aligned).
+#[derive(Debug)]
 pub struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
+    /// A table with these column titles.
     pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Table {
         Table {
             header: header.into_iter().map(Into::into).collect(),
@@ -60,6 +62,7 @@ impl Table {
         }
     }
 
+    /// Adds a row of cells.
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
         self.rows.push(cells.into_iter().map(Into::into).collect());
     }
