@@ -24,8 +24,8 @@ use rmif_registry::RegistryError;
 use rmif_registry::op::SessionCall;
 
 use crate::error::ServerError;
-use crate::peer::{PeerEvent, PeerInbound, PeerNetwork};
-use crate::storage::{LogStore, Persist, Persisted, RaftLog, StorageWriter, Write};
+use crate::network::{PeerEvent, PeerInbound, PeerMessage, PeerNetwork, Peers};
+use crate::storage::{LogStore, Persist, Persisted, RaftLog, StorageMode, StorageWriter, Write};
 use crate::tree::{Action, ActionResult, Applied, Change, Command, Proposer, Tree};
 
 /// Raft settings of one member.
@@ -216,9 +216,8 @@ impl Replica {
     pub fn start(
         config: ReplicaConfig,
         mut store: Box<dyn LogStore>,
-        network: PeerNetwork,
-        inbound: mpsc::Receiver<PeerInbound>,
-        peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+        storage_mode: StorageMode,
+        peers: Peers,
         shutdown: CancellationToken,
     ) -> Result<(Replica, tokio::task::JoinHandle<Result<(), ServerError>>), ServerError> {
         let recovered = store.recover()?;
@@ -298,7 +297,7 @@ impl Replica {
             }),
         });
         let (requests, request_rx) = mpsc::channel(65_536);
-        let (storage, written) = StorageWriter::start(store);
+        let (storage, written) = StorageWriter::start(store, storage_mode);
         let (snapshots_made, made) = mpsc::unbounded_channel();
         let driver = Driver {
             id: config.id,
@@ -307,7 +306,7 @@ impl Replica {
             raw,
             log,
             storage,
-            network,
+            network: peers.network,
             shared: shared.clone(),
             config,
             pending: HashMap::new(),
@@ -330,8 +329,14 @@ impl Replica {
             snapshotting: false,
             snapshots_made,
         };
-        let task =
-            tokio::spawn(driver.run(inbound, request_rx, peer_events, written, made, shutdown));
+        let task = tokio::spawn(driver.run(
+            peers.inbound,
+            request_rx,
+            peers.events,
+            written,
+            made,
+            shutdown,
+        ));
         Ok((Replica { requests, shared }, task))
     }
 
@@ -418,7 +423,7 @@ struct Driver {
     log: RaftLog,
     /// Makes entries and hard state durable on a thread of its own.
     storage: StorageWriter,
-    network: PeerNetwork,
+    network: Box<dyn PeerNetwork>,
     shared: Arc<ReplicaShared>,
     config: ReplicaConfig,
     pending: HashMap<u64, oneshot::Sender<Result<Applied, RegistryError>>>,
@@ -754,13 +759,13 @@ impl Driver {
             self.expire_sessions();
         } else if self.leader != 0 && !self.touched.is_empty() {
             let sessions: Vec<u64> = self.touched.drain().collect();
-            self.network.send_touches(self.leader, sessions);
+            self.network.send(self.leader, PeerMessage::Touch(sessions));
         }
         if self.rejoining {
             if self.log.last_index() > 0 {
                 self.rejoining = false;
             } else if self.leader != 0 && self.ticks % 10 == 0 {
-                self.network.send_lost_state(self.leader);
+                self.network.send(self.leader, PeerMessage::LostState);
             }
         }
         // Calls whose caller gave up leave nothing behind.
@@ -847,7 +852,7 @@ impl Driver {
         }
         // A leader's messages go out before its own write: followers persist in parallel.
         if !ready.messages().is_empty() {
-            self.network.send(ready.take_messages());
+            self.network.send_raft(ready.take_messages());
         }
         let snapshot = ready.snapshot().clone();
         if !snapshot.is_empty() {
@@ -900,7 +905,7 @@ impl Driver {
             }
         }
         if !written.messages.is_empty() {
-            self.network.send(written.messages);
+            self.network.send_raft(written.messages);
         }
     }
 
