@@ -16,6 +16,8 @@ mod reads;
 mod rejoin;
 mod sessions;
 mod snapshots;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
