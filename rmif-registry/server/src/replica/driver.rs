@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::feed::Published;
 use super::leadership;
 use super::proposals::Proposals;
 use super::reads::Reads;
@@ -25,7 +26,6 @@ use super::snapshots::Snapshots;
 use super::{RaftStatus, ReplicaConfig, ReplicaShared, Request, role_name};
 use crate::error::ServerError;
 use crate::network::{PeerEvent, PeerInbound, PeerMessage, PeerNetwork};
-use crate::replica::feed::Published;
 use crate::storage::{Persisted, RaftLog, StorageWriter, Write};
 use crate::tree::{Action, Command, Tree};
 

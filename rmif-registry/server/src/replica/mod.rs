@@ -37,7 +37,8 @@ use crate::storage::{LogStore, Persist, RaftLog, StorageMode, StorageWriter};
 use crate::tree::{Action, Applied, Tree};
 
 use driver::{Driver, Inputs};
-pub use feed::{ChangeFeed, Published, Subscription};
+use feed::ChangeFeed;
+pub use feed::{Published, Subscription};
 use proposals::ProposalReply;
 use reads::ReadReply;
 use rejoin::Rejoin;
