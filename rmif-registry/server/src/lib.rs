@@ -23,7 +23,7 @@
 mod config;
 mod error;
 mod member;
-mod peer;
+mod network;
 mod replica;
 mod service;
 mod storage;

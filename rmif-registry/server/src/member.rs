@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use rmif_core::{ProviderConfig, Server, ServerHandle};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -16,10 +15,10 @@ use rmif_registry::api::RegistryProvider;
 
 use crate::config::{LogEngine, RegistryConfig};
 use crate::error::ServerError;
-use crate::peer;
+use crate::network::tcp::TcpNetwork;
 use crate::replica::{Replica, ReplicaConfig};
 use crate::service::{Identity, RegistryService};
-use crate::storage::{LogStore, RedbStore, WalStore};
+use crate::storage::{LogStore, RedbStore, StorageMode, WalStore};
 
 /// Opens the member's log: the engine asked for, or the one `data_dir` already holds. A member
 /// whose directory holds the other engine's log refuses to start rather than start empty: a
@@ -98,20 +97,11 @@ impl RegistryServer {
     ) -> Result<Self, ServerError> {
         let peer_listener = bind("peers", config.peer_addr()).await?;
         let peer_addr = local_addr("peers", &peer_listener, config.peer_addr())?;
-        let mut peers: HashMap<u64, SocketAddr> =
+        let mut peer_addrs: HashMap<u64, SocketAddr> =
             config.peers.iter().map(|(k, v)| (*k, *v)).collect();
-        peers.insert(config.node_id, peer_addr);
+        peer_addrs.insert(config.node_id, peer_addr);
         let shutdown = CancellationToken::new();
-        let (inbound_tx, inbound_rx) = mpsc::channel(65_536);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let network = peer::PeerNetwork::start(
-            config.node_id,
-            peer_listener,
-            &peers,
-            inbound_tx,
-            events_tx,
-            shutdown.clone(),
-        );
+        let peers = TcpNetwork::start(config.node_id, peer_listener, &peer_addrs, shutdown.clone());
         let (replica, replica_task) = Replica::start(
             ReplicaConfig {
                 id: config.node_id,
@@ -123,12 +113,11 @@ impl RegistryServer {
                 join_existing: config.join_existing,
             },
             store,
-            network,
-            inbound_rx,
-            events_rx,
+            StorageMode::Thread,
+            peers,
             shutdown.clone(),
         )?;
-        let mut members: Vec<(u64, String)> = peers
+        let mut members: Vec<(u64, String)> = peer_addrs
             .iter()
             .map(|(id, addr)| (*id, addr.to_string()))
             .collect();

@@ -1,10 +1,12 @@
 //! What every [`LogStore`] must do, run against each engine.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 
-use super::{LogStore, Persist, RedbStore, WalStore};
+use super::{LogStore, MemoryStore, Persist, RedbStore, WalStore};
 
 /// An engine under test: how to open it on a directory.
 type Open = fn(&Path) -> Box<dyn LogStore>;
@@ -17,7 +19,18 @@ fn wal(dir: &Path) -> Box<dyn LogStore> {
     Box::new(WalStore::open(&dir.join("wal")).unwrap())
 }
 
-const ENGINES: [(&str, Open); 2] = [("redb", redb), ("wal", wal)];
+/// The in-memory store "on" a directory: one store per directory, shared by every opening.
+fn memory(dir: &Path) -> Box<dyn LogStore> {
+    static DISKS: Mutex<Option<HashMap<PathBuf, MemoryStore>>> = Mutex::new(None);
+    let mut disks = DISKS.lock().unwrap();
+    let store = disks
+        .get_or_insert_with(HashMap::new)
+        .entry(dir.to_owned())
+        .or_default();
+    Box::new(store.clone())
+}
+
+const ENGINES: [(&str, Open); 3] = [("redb", redb), ("wal", wal), ("memory", memory)];
 
 pub fn entry(index: u64, term: u64) -> Entry {
     Entry {

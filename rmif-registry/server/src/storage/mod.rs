@@ -4,15 +4,19 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod memory;
 mod raft_log;
 mod redb_store;
 mod wal;
 mod writer;
 
+#[cfg(test)]
+pub use memory::MemoryStore;
 pub use raft_log::RaftLog;
 pub use redb_store::RedbStore;
 pub use wal::WalStore;
-pub use writer::{Persisted, StorageWriter, Write};
+pub use writer::{Persisted, StorageMode, StorageWriter, Write};
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 

@@ -37,32 +37,81 @@ pub struct Persisted {
     pub messages: Vec<Message>,
 }
 
+/// Where the driver's writes are done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageMode {
+    /// On a thread of their own, while the driver goes on (a member).
+    Thread,
+    /// On the driver's task, before [`StorageWriter::write`] returns, each write on its own; the
+    /// completion still arrives on the same channel. For in-process tests on a runtime with
+    /// paused time, which would otherwise move the clock on while a write is under way on
+    /// another thread.
+    #[cfg(test)]
+    Inline,
+}
+
 /// The driver's side of the storage thread.
 pub struct StorageWriter {
-    writes: mpsc::UnboundedSender<Write>,
+    backend: Backend,
+}
+
+enum Backend {
+    Thread(mpsc::UnboundedSender<Write>),
+    #[cfg(test)]
+    Inline {
+        /// `None` once a write failed: the store is not written again.
+        store: Option<Box<dyn LogStore>>,
+        done: mpsc::UnboundedSender<Result<Persisted, ServerError>>,
+    },
 }
 
 impl StorageWriter {
-    /// Moves `store` to a thread of its own. Completions (or the error that stopped the thread)
+    /// Starts writing to `store` in `mode`. Completions (or the error that stopped the writes)
     /// arrive on the returned receiver, in order.
     pub fn start(
         store: Box<dyn LogStore>,
+        mode: StorageMode,
     ) -> (
         StorageWriter,
         mpsc::UnboundedReceiver<Result<Persisted, ServerError>>,
     ) {
-        let (writes, queue) = mpsc::unbounded_channel();
         let (done, completions) = mpsc::unbounded_channel();
-        std::thread::Builder::new()
-            .name("rmif-storage".to_owned())
-            .spawn(move || run(store, queue, done))
-            .expect("spawn the storage thread");
-        (StorageWriter { writes }, completions)
+        let backend = match mode {
+            StorageMode::Thread => {
+                let (writes, queue) = mpsc::unbounded_channel();
+                std::thread::Builder::new()
+                    .name("rmif-storage".to_owned())
+                    .spawn(move || run(store, queue, done))
+                    .expect("spawn the storage thread");
+                Backend::Thread(writes)
+            }
+            #[cfg(test)]
+            StorageMode::Inline => Backend::Inline {
+                store: Some(store),
+                done,
+            },
+        };
+        (StorageWriter { backend }, completions)
     }
 
-    /// Queues a write. A stopped thread has already reported why.
-    pub fn write(&self, write: Write) {
-        let _ = self.writes.send(write);
+    /// Queues a write. Writes stopped by an error have already reported it.
+    pub fn write(&mut self, write: Write) {
+        match &mut self.backend {
+            Backend::Thread(writes) => {
+                let _ = writes.send(write);
+            }
+            #[cfg(test)]
+            Backend::Inline { store, done } => {
+                let Some(writing) = store else {
+                    return;
+                };
+                let outcome = write_batch(writing.as_mut(), vec![write]);
+                if outcome.is_err() {
+                    *store = None;
+                }
+                let _ = done.send(outcome);
+            }
+        }
     }
 }
 
@@ -256,5 +305,48 @@ mod tests {
         assert_eq!(written.ready, Some(3));
         let to: Vec<u64> = written.messages.iter().map(|m| m.to).collect();
         assert_eq!(to, [2, 3]);
+    }
+
+    /// Refuses every write after the first `allowed`.
+    struct FailingAfter(usize);
+
+    impl LogStore for FailingAfter {
+        fn recover(&self) -> Result<Recovered, ServerError> {
+            Ok(Recovered::default())
+        }
+
+        fn persist(&mut self, _: Persist<'_>) -> Result<(), ServerError> {
+            match self.0.checked_sub(1) {
+                Some(left) => {
+                    self.0 = left;
+                    Ok(())
+                }
+                None => Err(ServerError::StorageThreadStopped),
+            }
+        }
+
+        fn save_snapshot(&mut self, _: &Snapshot) -> Result<(), ServerError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn inline_writes_complete_before_write_returns_and_stop_at_the_first_error() {
+        let (mut writer, mut done) =
+            StorageWriter::start(Box::new(FailingAfter(1)), StorageMode::Inline);
+        let numbered = |ready| Write {
+            ready: Some(ready),
+            entries: vec![entry(ready, 1)],
+            ..Write::default()
+        };
+        writer.write(numbered(1));
+        assert_eq!(done.try_recv().unwrap().unwrap().ready, Some(1));
+        writer.write(numbered(2));
+        assert!(done.try_recv().unwrap().is_err());
+        writer.write(numbered(3));
+        assert!(
+            done.try_recv().is_err(),
+            "nothing is written after an error"
+        );
     }
 }

@@ -1,9 +1,10 @@
-//! Traffic between members: one outgoing connection per peer carrying length-prefixed frames,
-//! and a listener for the connections of the others. A frame is a Raft message (protobuf) or a
-//! batch of session heartbeats a follower forwards to the leader.
+//! The members' peer network over TCP: one outgoing connection per peer carrying
+//! length-prefixed frames, and a listener for the connections of the others. A frame is a Raft
+//! message (protobuf), a batch of session heartbeats a follower forwards to the leader, or a
+//! member's notice that it lost its storage.
 //!
-//! Both tolerate loss, so a full outbox drops rather than blocks, and a broken connection is
-//! reported to raft-rs as "unreachable" so that it stops pipelining to that peer.
+//! A full outbox drops rather than blocks, and a broken connection is reported to raft-rs as
+//! "unreachable" so that it stops pipelining to that peer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,11 +13,13 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use protobuf::Message as _;
-use raft::prelude::{Message, MessageType};
+use raft::prelude::Message;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
+
+use super::{INBOUND_CAPACITY, PeerEvent, PeerInbound, PeerMessage, PeerNetwork, Peers};
 
 /// First bytes of every peer connection, followed by the sender's id as a u64.
 const HELLO: &[u8; 8] = b"RMIFPEER";
@@ -34,84 +37,50 @@ const TAG_TOUCH: u8 = 1;
 /// Frame tag: the sender restarted with empty storage (nothing follows).
 const TAG_LOST_STATE: u8 = 2;
 
-/// Something a peer sent.
-#[derive(Debug)]
-pub enum PeerInbound {
-    /// A Raft message.
-    Raft(Message),
-    /// Sessions whose clients sent heartbeats to that peer.
-    Touch(Vec<u64>),
-    /// That peer lost its storage and rejoined empty: what the leader believes it holds is gone.
-    LostState(u64),
-    /// The connection from that peer closed or broke. When a member's process dies, the kernel
-    /// closes its sockets at once, so this is usually the first sign of a crashed member.
-    Disconnected(u64),
-}
-
-/// Something to send to a peer.
-enum Outgoing {
-    Raft(Message),
-    Touch(Vec<u64>),
-    LostState,
-}
-
-impl Outgoing {
-    fn is_snapshot(&self) -> bool {
-        matches!(self, Outgoing::Raft(m) if m.get_msg_type() == MessageType::MsgSnapshot)
-    }
-
-    fn encode(&self) -> Option<Bytes> {
-        match self {
-            Outgoing::Raft(message) => {
-                let mut bytes = vec![TAG_RAFT];
-                match message.write_to_writer(&mut bytes) {
-                    Ok(()) => Some(Bytes::from(bytes)),
-                    Err(error) => {
-                        tracing::error!(%error, "cannot encode a raft message");
-                        None
-                    }
+/// The frame that carries `message` (its tag, then its body).
+fn encode(message: &PeerMessage) -> Option<Bytes> {
+    match message {
+        PeerMessage::Raft(message) => {
+            let mut bytes = vec![TAG_RAFT];
+            match message.write_to_writer(&mut bytes) {
+                Ok(()) => Some(Bytes::from(bytes)),
+                Err(error) => {
+                    tracing::error!(%error, "cannot encode a raft message");
+                    None
                 }
             }
-            Outgoing::Touch(sessions) => {
-                let mut bytes = BytesMut::with_capacity(5 + 8 * sessions.len());
-                bytes.put_u8(TAG_TOUCH);
-                bytes.put_u32(sessions.len() as u32);
-                for session in sessions {
-                    bytes.put_u64(*session);
-                }
-                Some(bytes.freeze())
-            }
-            Outgoing::LostState => Some(Bytes::from_static(&[TAG_LOST_STATE])),
         }
+        PeerMessage::Touch(sessions) => {
+            let mut bytes = BytesMut::with_capacity(5 + 8 * sessions.len());
+            bytes.put_u8(TAG_TOUCH);
+            bytes.put_u32(sessions.len() as u32);
+            for session in sessions {
+                bytes.put_u64(*session);
+            }
+            Some(bytes.freeze())
+        }
+        PeerMessage::LostState => Some(Bytes::from_static(&[TAG_LOST_STATE])),
     }
 }
 
-/// What the transport tells the replica about deliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerEvent {
-    /// Messages to this peer could not be delivered.
-    Unreachable(u64),
-    /// A snapshot to this peer was written (`true`) or lost (`false`).
-    SnapshotSent(u64, bool),
-}
-
-/// Outgoing side of the peer network.
-pub struct PeerNetwork {
-    outboxes: HashMap<u64, mpsc::Sender<Outgoing>>,
+/// The sending side of the TCP network: an outbox per peer, each drained by a task that keeps
+/// a connection to that peer.
+pub struct TcpNetwork {
+    outboxes: HashMap<u64, mpsc::Sender<PeerMessage>>,
     events: mpsc::UnboundedSender<PeerEvent>,
 }
 
-impl PeerNetwork {
-    /// Starts an outbox per peer (every member but `me`) and the listener for inbound
-    /// connections, which delivers messages to `inbound`.
+impl TcpNetwork {
+    /// Starts an outbox per peer (every member of `peers` but `me`) and the listener for
+    /// inbound connections.
     pub fn start(
         me: u64,
         listener: TcpListener,
         peers: &HashMap<u64, SocketAddr>,
-        inbound: mpsc::Sender<PeerInbound>,
-        events: mpsc::UnboundedSender<PeerEvent>,
         shutdown: CancellationToken,
-    ) -> Self {
+    ) -> Peers {
+        let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
+        let (events_tx, events) = mpsc::unbounded_channel();
         let mut outboxes = HashMap::new();
         for (&id, &addr) in peers.iter().filter(|(id, _)| **id != me) {
             let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
@@ -121,40 +90,31 @@ impl PeerNetwork {
                 id,
                 addr,
                 rx,
-                events.clone(),
+                events_tx.clone(),
                 shutdown.clone(),
             ));
         }
         let members: Vec<u64> = peers.keys().copied().collect();
-        tokio::spawn(accept(listener, members, inbound, shutdown));
-        PeerNetwork { outboxes, events }
-    }
-
-    /// Queues messages for their peers.
-    pub fn send(&self, messages: Vec<Message>) {
-        for message in messages {
-            let to = message.to;
-            self.enqueue(to, Outgoing::Raft(message));
+        tokio::spawn(accept(listener, members, inbound_tx, shutdown));
+        Peers {
+            network: Box::new(TcpNetwork {
+                outboxes,
+                events: events_tx,
+            }),
+            inbound,
+            events,
         }
     }
+}
 
-    /// Forwards heartbeats of `sessions` to member `to` (the leader).
-    pub fn send_touches(&self, to: u64, sessions: Vec<u64>) {
-        self.enqueue(to, Outgoing::Touch(sessions));
-    }
-
-    /// Tells member `to` (the leader) that this member restarted with empty storage.
-    pub fn send_lost_state(&self, to: u64) {
-        self.enqueue(to, Outgoing::LostState);
-    }
-
-    fn enqueue(&self, to: u64, outgoing: Outgoing) {
+impl PeerNetwork for TcpNetwork {
+    fn send(&self, to: u64, message: PeerMessage) {
         let Some(outbox) = self.outboxes.get(&to) else {
             tracing::warn!(to, "message for an unknown member dropped");
             return;
         };
-        let is_snapshot = outgoing.is_snapshot();
-        if outbox.try_send(outgoing).is_err() {
+        let is_snapshot = message.is_snapshot();
+        if outbox.try_send(message).is_err() {
             let _ = self.events.send(PeerEvent::Unreachable(to));
             if is_snapshot {
                 let _ = self.events.send(PeerEvent::SnapshotSent(to, false));
@@ -167,7 +127,7 @@ async fn run_outbox(
     me: u64,
     to: u64,
     addr: SocketAddr,
-    mut outbox: mpsc::Receiver<Outgoing>,
+    mut outbox: mpsc::Receiver<PeerMessage>,
     events: mpsc::UnboundedSender<PeerEvent>,
     shutdown: CancellationToken,
 ) {
@@ -226,7 +186,7 @@ async fn run_outbox(
             let snapshots = batch.iter().filter(|o| o.is_snapshot()).count();
             let mut failed = false;
             for outgoing in &batch {
-                let Some(bytes) = outgoing.encode() else {
+                let Some(bytes) = encode(outgoing) else {
                     continue;
                 };
                 if writer.feed(bytes).await.is_err() {
@@ -389,7 +349,7 @@ mod tests {
             term: 9,
             ..Message::default()
         };
-        let bytes = Outgoing::Raft(message).encode().unwrap();
+        let bytes = encode(&PeerMessage::Raft(message)).unwrap();
         match decode(&bytes, 2).unwrap() {
             PeerInbound::Raft(back) => assert_eq!((back.from, back.term), (2, 9)),
             other => panic!("{other:?}"),
@@ -400,11 +360,11 @@ mod tests {
                 .contains("claims to be from 2")
         );
 
-        let touches = Outgoing::Touch(vec![7, 8]).encode().unwrap();
+        let touches = encode(&PeerMessage::Touch(vec![7, 8])).unwrap();
         assert!(matches!(decode(&touches, 2).unwrap(), PeerInbound::Touch(ids) if ids == [7, 8]));
         assert!(decode(&touches[..touches.len() - 1], 2).is_err());
         assert!(decode(&[], 2).is_err());
-        let lost = Outgoing::LostState.encode().unwrap();
+        let lost = encode(&PeerMessage::LostState).unwrap();
         assert!(matches!(
             decode(&lost, 3).unwrap(),
             PeerInbound::LostState(3)
