@@ -7,6 +7,7 @@ use std::time::Duration;
 use rmif_registry::{ClientOptions, RegistryClient};
 use zookeeper_client as zk;
 
+use crate::system::Change;
 use crate::{System, VALUE, etcd, rmif, zookeeper};
 
 /// A client with its own connection(s). Cloning shares them (for several watches per
@@ -17,13 +18,6 @@ pub enum Conn {
     // Boxed: etcd's client is 3.5 KB, the others are a pointer or two.
     Etcd(Box<etcd_client::Client>),
     Zk(zk::Client),
-}
-
-/// What a watcher saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Updated,
-    Deleted,
 }
 
 impl Conn {

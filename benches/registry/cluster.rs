@@ -7,24 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::process::{Launch, Process, free_ports, loopback};
 use crate::servers::Servers;
+use crate::system::{MemberPorts, Role};
 use crate::{System, etcd, rmif, zookeeper};
-
-/// Each member's ports on loopback, member i at index i.
-pub struct MemberPorts {
-    /// Where clients connect.
-    pub clients: Vec<SocketAddr>,
-    /// Where the members talk to each other.
-    pub peers: Vec<u16>,
-    /// ZooKeeper's leader-election ports.
-    pub elections: Vec<u16>,
-}
-
-/// What a member says it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Leader,
-    Follower,
-}
 
 /// Two members that are not the leader.
 pub fn followers(leader: usize) -> (usize, usize) {

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions, WatchStream};
 
-use crate::client::Change;
-use crate::cluster::{MemberPorts, Role};
 use crate::process::{Launch, loopback};
 use crate::servers::Servers;
+use crate::system::Change;
+use crate::system::{MemberPorts, Role};
 
 /// Each member's command line: default timing (100 ms heartbeat, 1 s election timeout) and fsync.
 pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launch> {

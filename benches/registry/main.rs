@@ -62,6 +62,7 @@ mod rmif;
 mod runs;
 mod scenarios;
 mod servers;
+mod system;
 mod zookeeper;
 
 use std::net::SocketAddr;

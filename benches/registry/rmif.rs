@@ -9,10 +9,10 @@ use std::time::Duration;
 use rmif_registry::api::WatchMode;
 use rmif_registry::{ChangeKind, ClientOptions, Consistency, CreateMode, RegistryClient, Watcher};
 
-use crate::client::Change;
-use crate::cluster::{MemberPorts, Role};
 use crate::process::{Launch, loopback};
 use crate::servers::Servers;
+use crate::system::Change;
+use crate::system::{MemberPorts, Role};
 
 /// Each member's properties file and command line: the release `rmif-registry` with its default
 /// Raft timing (25 ms ticks, election after 10, heartbeat every 2), plus `--rmif-set`.

@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zookeeper_client as zk;
 
-use crate::client::Change;
-use crate::cluster::{MemberPorts, Role};
 use crate::process::Launch;
 use crate::servers::Servers;
+use crate::system::Change;
+use crate::system::{MemberPorts, Role};
 
 /// Each member's data directory, zoo.cfg and command line (Debian's jars on the JVM).
 pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launch> {

@@ -1,23 +1,16 @@
 //! The load generator: caller tasks sharing one client, call after call, every answer checked
 //! and every call's latency recorded.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rmif_bench::measure::{Sample, Tally, Window};
 use rmif_bench::options::Timing;
 
+use crate::caller::Caller;
 use crate::provider::ProviderProcess;
 use crate::scenario::{Op, Scenario};
 use crate::{System, raw, rmif, tarpc};
-
-/// One connection's worth of client, cloned into every caller task. Generic rather than `dyn`
-/// so that the harness adds no boxing of its own to any system.
-pub trait Caller: Clone + Send + Sync + 'static {
-    fn add(&self, a: u64, b: u64) -> impl Future<Output = Result<u64, String>> + Send;
-    fn echo(&self, body: Vec<u8>) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
-}
 
 /// Runs `scenario` against a fresh provider process of `system`: a new process and connection
 /// per cell, so that no cell inherits another's buffers, caches or backlog.

@@ -30,6 +30,7 @@
 //! Run without `--bench` (as `cargo test --benches` does) the binary only smoke-tests every pair
 //! for a fraction of a second.
 
+mod caller;
 mod load;
 mod provider;
 mod raw;

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
-use crate::load::Caller;
+use crate::caller::Caller;
 
 const OP_ADD: u8 = 0;
 const OP_ECHO: u8 = 1;

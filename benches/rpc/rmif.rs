@@ -10,7 +10,7 @@ use rmif_core::{
 use rmif_suite::calculator::{Arithmetic, Calculator, CalculatorConsumer, CalculatorProvider};
 
 use crate::CALL_DEADLINE;
-use crate::load::Caller;
+use crate::caller::Caller;
 
 /// Serves the calculator on a loopback port; the server runs until the process ends.
 pub async fn serve(lz4: bool) -> ServerHandle {

@@ -12,7 +12,7 @@ use tarpc::{client, context, serde_transport};
 use tokio::net::TcpListener;
 
 use crate::CALL_DEADLINE;
-use crate::load::Caller;
+use crate::caller::Caller;
 
 #[tarpc::service]
 pub trait Bench {

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use rmif_bench::helper;
 use rmif_bench::measure::Results;
 
-use crate::client::{Change, Conn};
+use crate::client::Conn;
 use crate::cluster::{Cluster, followers};
 use crate::process::{Process, spawn_grouped};
+use crate::system::Change;
 use crate::{HANG, System, etcd, rmif, zookeeper};
 
 /// The ephemeral node's session timeout (etcd: lease TTL).

@@ -8,8 +8,9 @@ use futures_util::future::join_all;
 use rmif_bench::measure::Results;
 use tokio::sync::mpsc;
 
-use crate::client::{Change, Conn};
+use crate::client::Conn;
 use crate::cluster::{Cluster, followers};
+use crate::system::Change;
 use crate::{HANG, System};
 
 /// Watcher counts, and watchers per client connection.

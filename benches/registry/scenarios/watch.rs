@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use rmif_bench::measure::{Latencies, Results, Unit};
 
-use crate::client::{Change, Conn};
+use crate::client::Conn;
 use crate::cluster::{Cluster, followers};
+use crate::system::Change;
 use crate::{HANG, System};
 
 /// The names of its figures.

@@ -114,6 +114,15 @@ pub enum ServerError {
     /// The client API could not be served.
     #[error("cannot serve the client API")]
     Serve(#[source] rmif_core::Error),
+    /// A thread of the member could not be started.
+    #[error("cannot start the {name} thread")]
+    Thread {
+        /// The thread's name.
+        name: &'static str,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The storage thread ended without reporting an error (it panicked).
     #[error("the storage thread stopped")]
     StorageThreadStopped,

@@ -20,6 +20,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
 mod config;
 mod error;
 mod member;

@@ -72,10 +72,18 @@ fn local_addr(
 /// A running registry member.
 pub struct RegistryServer {
     api: ServerHandle,
-    replica: Replica,
     replica_task: JoinHandle<Result<(), ServerError>>,
     shutdown: CancellationToken,
     peer_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for RegistryServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryServer")
+            .field("client_addr", &self.client_addr())
+            .field("peer_addr", &self.peer_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RegistryServer {
@@ -125,7 +133,7 @@ impl RegistryServer {
         let listener = bind("clients", config.client_addr).await?;
         let client_addr = local_addr("clients", &listener, config.client_addr)?;
         let service = RegistryService::new(
-            replica.clone(),
+            replica,
             Identity {
                 id: config.node_id,
                 client_addr: client_addr.to_string(),
@@ -150,7 +158,6 @@ impl RegistryServer {
         tracing::info!(id = config.node_id, %client_addr, %peer_addr, "registry member started");
         Ok(RegistryServer {
             api,
-            replica,
             replica_task,
             shutdown,
             peer_addr,
@@ -165,11 +172,6 @@ impl RegistryServer {
     /// Where peers connect.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
-    }
-
-    /// The replica (for embedding and tests).
-    pub fn replica(&self) -> &Replica {
-        &self.replica
     }
 
     /// Resolves if the replica stops on its own, which happens only when storage fails; the

@@ -167,8 +167,14 @@ impl RegistryService {
     }
 }
 
+/// A request answered with another kind of result: the registry answers a retried session
+/// request from what it remembers of that request number, so the client sent two different
+/// requests under one number.
 fn unexpected(result: ActionResult) -> RegistryError {
-    RegistryError::BadRequest(format!("unexpected result {result:?}"))
+    RegistryError::BadRequest(format!(
+        "this session's request number was already used by another request (which returned \
+         {result:?}); a session request is retried with its own number only"
+    ))
 }
 
 fn check_data(path: &str, data: &[u8]) -> Result<(), RegistryError> {

@@ -71,7 +71,7 @@ pub trait PeerNetwork: Send + 'static {
 
 /// One member's attachment to the peer network: where it sends, what reaches it, and what the
 /// network reports about its deliveries.
-pub struct Peers {
+pub(crate) struct Peers {
     /// Where messages to other members go.
     pub network: Box<dyn PeerNetwork>,
     /// What other members sent.

@@ -290,50 +290,63 @@ async fn read_peer(
                     return;
                 }
             }
-            Err(reason) => {
-                tracing::warn!(%peer, from, "{reason}; connection closed");
+            Err(error) => {
+                tracing::warn!(%peer, from, %error, "bad frame from peer; connection closed");
                 return;
             }
         }
     }
 }
 
-fn decode(frame: &[u8], from: u64) -> Result<PeerInbound, String> {
-    let (&tag, body) = frame
-        .split_first()
-        .ok_or_else(|| "empty peer frame".to_owned())?;
+/// Why a frame from a peer was refused (its connection is then closed).
+#[derive(Debug, thiserror::Error)]
+enum BadPeerFrame {
+    #[error("empty peer frame")]
+    Empty,
+    #[error("undecodable raft message")]
+    Raft(#[source] protobuf::ProtobufError),
+    #[error("raft message claims to be from {claimed} on member {from}'s connection")]
+    WrongSender { claimed: u64, from: u64 },
+    #[error("truncated heartbeat batch")]
+    TruncatedTouches,
+    #[error("heartbeat batch announces {count} sessions but holds {bytes} bytes")]
+    TouchCount { count: usize, bytes: usize },
+    #[error("unknown peer frame tag {0}")]
+    UnknownTag(u8),
+}
+
+fn decode(frame: &[u8], from: u64) -> Result<PeerInbound, BadPeerFrame> {
+    let (&tag, body) = frame.split_first().ok_or(BadPeerFrame::Empty)?;
     match tag {
         TAG_RAFT => {
-            let message = Message::parse_from_bytes(body)
-                .map_err(|e| format!("undecodable raft message: {e}"))?;
+            let message = Message::parse_from_bytes(body).map_err(BadPeerFrame::Raft)?;
             if message.from != from {
-                return Err(format!(
-                    "raft message claims to be from {} on member {from}'s connection",
-                    message.from
-                ));
+                return Err(BadPeerFrame::WrongSender {
+                    claimed: message.from,
+                    from,
+                });
             }
             Ok(PeerInbound::Raft(message))
         }
         TAG_TOUCH => {
-            let count = body
-                .get(..4)
-                .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
-                .ok_or_else(|| "truncated heartbeat batch".to_owned())?;
-            let ids = &body[4..];
+            let (count, ids) = body
+                .split_first_chunk::<4>()
+                .ok_or(BadPeerFrame::TruncatedTouches)?;
+            let count = u32::from_be_bytes(*count) as usize;
             if ids.len() != count * 8 {
-                return Err(format!(
-                    "heartbeat batch announces {count} sessions but holds {} bytes",
-                    ids.len()
-                ));
+                return Err(BadPeerFrame::TouchCount {
+                    count,
+                    bytes: ids.len(),
+                });
             }
             Ok(PeerInbound::Touch(
                 ids.chunks_exact(8)
-                    .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+                    .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
                     .collect(),
             ))
         }
         TAG_LOST_STATE if body.is_empty() => Ok(PeerInbound::LostState(from)),
-        other => Err(format!("unknown peer frame tag {other}")),
+        other => Err(BadPeerFrame::UnknownTag(other)),
     }
 }
 
@@ -357,6 +370,7 @@ mod tests {
         assert!(
             decode(&bytes, 3)
                 .unwrap_err()
+                .to_string()
                 .contains("claims to be from 2")
         );
 
@@ -372,6 +386,7 @@ mod tests {
         assert!(
             decode(&[9, 1, 2], 2)
                 .unwrap_err()
+                .to_string()
                 .contains("unknown peer frame tag")
         );
         assert!(decode(&[TAG_RAFT, 0xff, 0xff, 0xff], 2).is_err());

@@ -30,6 +30,7 @@ pub type Replay = Vec<(u64, Arc<Vec<Change>>)>;
 
 /// What a new watcher starts from: the replayable changes after its zxid, or `None` if they
 /// are no longer all known (the watcher must resynchronize), and the live feed.
+#[derive(Debug)]
 pub struct Subscription {
     /// Changes after the requested zxid, in order; `None` when a resync is needed.
     pub replay: Option<Replay>,

@@ -90,7 +90,7 @@ fn role_name(role: StateRole) -> &'static str {
 }
 
 /// What the member's other parts share with the replica.
-pub struct ReplicaShared {
+pub(crate) struct ReplicaShared {
     /// The applied state.
     pub tree: RwLock<Tree>,
     /// Index of the last applied entry.
@@ -131,7 +131,7 @@ const MAX_UNCOMMITTED_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Handle to the replica task.
 #[derive(Clone)]
-pub struct Replica {
+pub(crate) struct Replica {
     requests: mpsc::Sender<Request>,
     shared: Arc<ReplicaShared>,
 }
@@ -212,7 +212,7 @@ impl Replica {
             feed: ChangeFeed::new(applied),
         });
         let (requests, request_rx) = mpsc::channel(REQUEST_CAPACITY);
-        let (storage, persisted) = StorageWriter::start(store, storage_mode);
+        let (storage, persisted) = StorageWriter::start(store, storage_mode)?;
         let (driver, made) = Driver::new(
             config,
             raw,

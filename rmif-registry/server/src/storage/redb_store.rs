@@ -9,8 +9,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use super::{LogStore, Persist, Recovered};
 use crate::error::ServerError;
 
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+const LOG: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("raft_log");
+const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("raft_meta");
 
 const HARD_STATE: &str = "hard_state";
 const CONF_STATE: &str = "conf_state";

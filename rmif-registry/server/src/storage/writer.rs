@@ -71,10 +71,13 @@ impl StorageWriter {
     pub fn start(
         store: Box<dyn LogStore>,
         mode: StorageMode,
-    ) -> (
-        StorageWriter,
-        mpsc::UnboundedReceiver<Result<Persisted, ServerError>>,
-    ) {
+    ) -> Result<
+        (
+            StorageWriter,
+            mpsc::UnboundedReceiver<Result<Persisted, ServerError>>,
+        ),
+        ServerError,
+    > {
         let (done, completions) = mpsc::unbounded_channel();
         let backend = match mode {
             StorageMode::Thread => {
@@ -82,7 +85,10 @@ impl StorageWriter {
                 std::thread::Builder::new()
                     .name("rmif-storage".to_owned())
                     .spawn(move || run(store, queue, done))
-                    .expect("spawn the storage thread");
+                    .map_err(|source| ServerError::Thread {
+                        name: "storage",
+                        source,
+                    })?;
                 Backend::Thread(writes)
             }
             #[cfg(test)]
@@ -91,7 +97,7 @@ impl StorageWriter {
                 done,
             },
         };
-        (StorageWriter { backend }, completions)
+        Ok((StorageWriter { backend }, completions))
     }
 
     /// Queues a write. Writes stopped by an error have already reported it.
@@ -333,7 +339,7 @@ mod tests {
     #[test]
     fn inline_writes_complete_before_write_returns_and_stop_at_the_first_error() {
         let (mut writer, mut done) =
-            StorageWriter::start(Box::new(FailingAfter(1)), StorageMode::Inline);
+            StorageWriter::start(Box::new(FailingAfter(1)), StorageMode::Inline).unwrap();
         let numbered = |ready| Write {
             ready: Some(ready),
             entries: vec![entry(ready, 1)],
