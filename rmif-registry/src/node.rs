@@ -2,8 +2,22 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::RegistryError;
+
 /// Largest data a node may hold.
 pub const MAX_DATA_LEN: usize = 1024 * 1024;
+
+/// Checks that `data` fits in the node at `path`.
+pub fn check_data_len(path: &str, data: &[u8]) -> Result<(), RegistryError> {
+    if data.len() > MAX_DATA_LEN {
+        return Err(RegistryError::TooLarge {
+            path: path.to_owned(),
+            size: data.len(),
+            max: MAX_DATA_LEN,
+        });
+    }
+    Ok(())
+}
 
 /// Metadata of a node, as in ZooKeeper.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -44,24 +44,10 @@ impl Attempt<'_> {
         let connection = endpoint.connection(self.deadline.at).await?;
         let _in_flight = endpoint.begin_call();
         let sent_at = tokio::time::Instant::now();
-        let id = connection.next_request_id();
         let (tx, rx) = oneshot::channel();
-        if connection.register(id, Pending::Unary(tx)).is_err() {
-            return Err(connection.not_sent());
-        }
-        let mut waiting = Waiting::new(&connection, id);
-        let frame = self.request.frame(
-            self.target.serialization,
-            self.target.address(self.method),
-            self.metadata,
-            id,
-            self.deadline.at,
-        );
-        if !connection.send(&frame, endpoint.in_flight() <= 1).await {
-            waiting.disarm();
-            connection.forget(id);
-            return Err(connection.not_sent());
-        }
+        let mut waiting = self
+            .send_request(endpoint, &connection, Pending::Unary(tx))
+            .await?;
         match tokio::time::timeout_at(self.deadline.at, rx).await {
             Ok(Ok(frame)) => {
                 waiting.disarm();
@@ -102,29 +88,15 @@ impl Attempt<'_> {
 
     async fn stream(&self, endpoint: &Endpoint) -> Result<Answered, Error> {
         let connection = endpoint.connection(self.deadline.at).await?;
-        let id = connection.next_request_id();
         // Room for the full window plus the opening response and the end.
         let (tx, mut rx) = mpsc::channel(INITIAL_STREAM_WINDOW as usize + 2);
-        if connection.register(id, Pending::Stream(tx)).is_err() {
-            return Err(connection.not_sent());
-        }
-        let mut waiting = Waiting::new(&connection, id);
-        let frame = self.request.frame(
-            self.target.serialization,
-            self.target.address(self.method),
-            self.metadata,
-            id,
-            self.deadline.at,
-        );
-        if !connection.send(&frame, endpoint.in_flight() <= 1).await {
-            waiting.disarm();
-            connection.forget(id);
-            return Err(connection.not_sent());
-        }
+        let mut waiting = self
+            .send_request(endpoint, &connection, Pending::Stream(tx))
+            .await?;
         match tokio::time::timeout_at(self.deadline.at, rx.recv()).await {
             Ok(Some(frame)) if frame.header.status == Status::Ok as u8 => {
                 waiting.disarm();
-                Ok(Answered::StreamOpened(connection.clone(), id, rx))
+                Ok(Answered::StreamOpened(connection.clone(), waiting.id, rx))
             }
             Ok(Some(frame)) => {
                 waiting.disarm();
@@ -139,6 +111,34 @@ impl Attempt<'_> {
             }
             Err(_) => Err(self.timeout()),
         }
+    }
+
+    /// Registers where the answers to a new request id go, then sends the request frame; the
+    /// returned guard cancels the call on the provider if the caller stops waiting.
+    async fn send_request<'c>(
+        &self,
+        endpoint: &Endpoint,
+        connection: &'c ClientConnection,
+        pending: Pending,
+    ) -> Result<Waiting<'c>, Error> {
+        let id = connection.next_request_id();
+        if connection.register(id, pending).is_err() {
+            return Err(connection.not_sent());
+        }
+        let mut waiting = Waiting::new(connection, id);
+        let frame = self.request.frame(
+            self.target.serialization,
+            self.target.address(self.method),
+            self.metadata,
+            id,
+            self.deadline.at,
+        );
+        if !connection.send(&frame, endpoint.in_flight() <= 1).await {
+            waiting.disarm();
+            connection.forget(id);
+            return Err(connection.not_sent());
+        }
+        Ok(waiting)
     }
 
     fn timeout(&self) -> Error {

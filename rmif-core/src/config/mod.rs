@@ -57,7 +57,8 @@ pub struct ProviderConfig {
     pub ip_include: Option<regex_lite::Regex>,
     /// Never advertise local addresses matching this pattern (`Ip_exclude_pattern`).
     pub ip_exclude: Option<regex_lite::Regex>,
-    /// Log every call served at info level (`Monitor_log`).
+    /// Log one line per call served, with its latency and outcome (`Monitor_log`): the
+    /// provider adds [`crate::layer::MonitorLog`] outside its other layers.
     pub monitor_log: bool,
 }
 

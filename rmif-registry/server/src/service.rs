@@ -15,7 +15,7 @@ use rmif_registry::api::{
     Registry, SessionGrant, SessionRequest, SetRequest, Synced, WatchMessage, WatchRequest,
     Written,
 };
-use rmif_registry::node::MAX_DATA_LEN;
+use rmif_registry::node::check_data_len;
 use rmif_registry::op::{MAX_MULTI_OPS, SessionCall};
 use rmif_registry::{RegistryError, path};
 
@@ -177,22 +177,11 @@ fn unexpected(result: ActionResult) -> RegistryError {
     ))
 }
 
-fn check_data(path: &str, data: &[u8]) -> Result<(), RegistryError> {
-    if data.len() > MAX_DATA_LEN {
-        return Err(RegistryError::TooLarge {
-            path: path.to_owned(),
-            size: data.len(),
-            max: MAX_DATA_LEN,
-        });
-    }
-    Ok(())
-}
-
 #[rmif_core::async_trait]
 impl Registry for RegistryService {
     async fn create(&self, request: CreateRequest) -> Result<Created, RegistryError> {
         path::validate(&request.path)?;
-        check_data(&request.path, &request.data)?;
+        check_data_len(&request.path, &request.data)?;
         let action = Action::Create {
             path: request.path,
             data: request.data,
@@ -207,7 +196,7 @@ impl Registry for RegistryService {
 
     async fn set(&self, request: SetRequest) -> Result<Written, RegistryError> {
         path::validate(&request.path)?;
-        check_data(&request.path, &request.data)?;
+        check_data_len(&request.path, &request.data)?;
         let action = Action::Set {
             path: request.path,
             data: request.data,

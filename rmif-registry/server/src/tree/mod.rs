@@ -12,7 +12,7 @@ mod nodes;
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
-use rmif_registry::node::MAX_DATA_LEN;
+use rmif_registry::node::check_data_len;
 use rmif_registry::op::{MAX_MULTI_OPS, Op, OpResult};
 use rmif_registry::{ChangeKind, RegistryError, Stat, path};
 use serde::{Deserialize, Serialize};
@@ -151,17 +151,6 @@ fn check_version(path: &str, stat: &Stat, expected: Option<u32>) -> Result<(), R
         }),
         _ => Ok(()),
     }
-}
-
-fn check_size(path: &str, data: &[u8]) -> Result<(), RegistryError> {
-    if data.len() > MAX_DATA_LEN {
-        return Err(RegistryError::TooLarge {
-            path: path.to_owned(),
-            size: data.len(),
-            max: MAX_DATA_LEN,
-        });
-    }
-    Ok(())
 }
 
 impl Tree {
@@ -369,7 +358,7 @@ impl Tree {
                 path: path.to_owned(),
             });
         }
-        check_size(path, data)?;
+        check_data_len(path, data)?;
         let owner = match (ephemeral, txn.session) {
             (false, _) => 0,
             (true, Some(session)) => session,
@@ -460,7 +449,7 @@ impl Tree {
         version: Option<u32>,
     ) -> Result<OpResult, RegistryError> {
         path::validate(path)?;
-        check_size(path, data)?;
+        check_data_len(path, data)?;
         let node = self.nodes.get(path).ok_or_else(|| no_node(path))?;
         check_version(path, &node.stat, version)?;
         let (undo, stat) = self

@@ -1,4 +1,5 @@
 use super::*;
+use rmif_registry::node::MAX_DATA_LEN;
 use rmif_registry::op::SessionCall;
 
 struct Harness {
