@@ -6,7 +6,7 @@
 //! Short mode runs with the other tests. Long mode:
 //!
 //! ```text
-//! RMIF_TORTURE_CYCLES=400 cargo test --release -p rmif-registry --test cluster torture -- --nocapture
+//! RMIF_TORTURE_CYCLES=400 cargo test --release -p rmif-registry-server --test cluster torture -- --nocapture
 //! ```
 //!
 //! `RMIF_TORTURE_SEED` replays a run; every report prints the seed.
@@ -563,7 +563,7 @@ async fn torture() {
 
 /// With the deliberately broken build (acknowledging before fsync), losing every member at once
 /// must show up as anomalies:
-/// `cargo test -p rmif-registry --features unsafe-skip-fsync --test cluster torture`.
+/// `cargo test -p rmif-registry-server --features unsafe-skip-fsync --test cluster torture`.
 #[cfg(feature = "unsafe-skip-fsync")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn torture_catches_acknowledgement_before_fsync() {
