@@ -32,6 +32,22 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
         .iter()
         .enumerate()
         .map(|(index, m)| stub_method(krate, index, m));
+    // `ready` waits for a provider; a trait with a method of that name keeps it (callers then
+    // use `service_client().ready(…)`).
+    let ready = if service.methods.iter().any(|m| m.name == "ready") {
+        quote!()
+    } else {
+        quote! {
+            /// Waits until a provider of the service is connected, for at most `timeout`; the
+            /// error says why none is (see `ServiceClient::ready`).
+            pub async fn ready(
+                &self,
+                timeout: ::core::time::Duration,
+            ) -> ::core::result::Result<(), #krate::Error> {
+                self.client.ready(timeout).await
+            }
+        }
+    };
     let provider_doc = format!(
         "Serves any implementation of [`{trait_name}`] through `Server`: \
          `Server::builder(config).add_service({provider}::new(my_impl))`."
@@ -99,6 +115,8 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
             pub fn service_client(&self) -> &#krate::ServiceClient {
                 &self.client
             }
+
+            #ready
         }
 
         impl #krate::Stub for #consumer {

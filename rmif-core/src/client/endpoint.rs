@@ -97,6 +97,30 @@ impl Endpoint {
         self.status.available.load(Ordering::Acquire)
     }
 
+    /// True while a usable connection is up.
+    pub(crate) fn is_connected(&self) -> bool {
+        matches!(&*self.status.state.borrow(), State::Connected(c) if c.is_usable())
+    }
+
+    /// Resolves when the connection's state changes (connected, down, reconnecting).
+    pub(crate) fn state_changed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut state = self.status.state.subscribe();
+        async move {
+            let _ = state.changed().await;
+        }
+    }
+
+    /// The connection's state in words, for errors: "connected", "connecting", or why it is
+    /// down.
+    pub(crate) fn describe_state(&self) -> String {
+        match &*self.status.state.borrow() {
+            State::Connected(connection) if connection.is_usable() => "connected".to_owned(),
+            State::Connected(connection) => connection.close_reason(),
+            State::Connecting => "still connecting".to_owned(),
+            State::Down(reason) => reason.clone(),
+        }
+    }
+
     /// Calls in flight from this consumer.
     pub(crate) fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)

@@ -78,7 +78,8 @@ struct ClientInner {
 }
 
 impl Client {
-    /// A client that learns providers from `discovery`. Must be called inside a tokio runtime.
+    /// A client that learns providers from `discovery`. Nothing starts before the first call (or
+    /// [`ServiceClient::ready`]), so a client can be made outside a runtime; calls need one.
     pub fn new(config: ConsumerConfig, discovery: impl Discovery) -> Self {
         Client::builder(config).discovery(discovery).build()
     }
@@ -144,9 +145,9 @@ impl Client {
             return route;
         }
         routes.retain(|_, weak| weak.strong_count() > 0);
-        let route = Route::follow(
-            key.to_string(),
-            self.inner.discovery.subscribe(key),
+        let route = Route::new(
+            key,
+            self.inner.discovery.clone(),
             self.inner.config.policy.build(),
             self.inner.pool.clone(),
         );
@@ -208,7 +209,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Makes the client. Must be called inside a tokio runtime.
+    /// Makes the client (nothing runs before its first call).
     pub fn build(self) -> Client {
         let config = self.config;
         let discovery = self.discovery.unwrap_or_else(|| {

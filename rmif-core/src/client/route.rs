@@ -1,9 +1,16 @@
 //! The consumer's live view of one service's providers: follows discovery, maps providers to
 //! shared endpoints, and picks one per call with the configured balancer.
+//!
+//! A route starts following discovery on first use, not when it is made, so that clients and
+//! stubs can be made before a runtime runs (in a `static`, in `main` before `block_on`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -12,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::endpoint::{ConnectSettings, Endpoint};
 use crate::Error;
 use crate::balance::{Balancer, Candidates};
-use crate::discovery::{ProviderInfo, ProviderSet};
+use crate::discovery::{Discovery, ProviderInfo, ProviderSet};
+use crate::service::ServiceKey;
 use crate::sync::lock;
 
 /// Endpoints shared by every route of one client, so that two services served by the same
@@ -80,41 +88,71 @@ impl Candidates for View<'_> {
     }
 }
 
+/// What a route needs to start following discovery.
+struct Source {
+    key: ServiceKey,
+    discovery: Arc<dyn Discovery>,
+    pool: Arc<EndpointPool>,
+}
+
 /// One service's providers as this consumer currently sees them.
 pub(crate) struct Route {
     service: String,
     snapshot: RwLock<Arc<Snapshot>>,
     resolved: watch::Sender<bool>,
+    /// Counts installed snapshots, for those waiting for a change.
+    installed: watch::Sender<u64>,
     balancer: Box<dyn Balancer>,
     stop: CancellationToken,
+    started: AtomicBool,
+    source: Mutex<Option<Source>>,
 }
 
 impl Route {
-    /// Follows `providers` for the service named `service` (for errors and logs).
-    pub(crate) fn follow(
-        service: String,
-        providers: watch::Receiver<ProviderSet>,
+    /// A route for `key`'s providers as `discovery` reports them; it starts following on first
+    /// use.
+    pub(crate) fn new(
+        key: &ServiceKey,
+        discovery: Arc<dyn Discovery>,
         balancer: Box<dyn Balancer>,
         pool: Arc<EndpointPool>,
     ) -> Arc<Self> {
-        let route = Arc::new(Route {
-            service,
+        Arc::new(Route {
+            service: key.to_string(),
             snapshot: RwLock::new(Arc::new(Snapshot {
                 resolved: false,
                 revision: 0,
                 providers: Vec::new(),
             })),
             resolved: watch::Sender::new(false),
+            installed: watch::Sender::new(0),
             balancer,
             stop: CancellationToken::new(),
-        });
+            started: AtomicBool::new(false),
+            source: Mutex::new(Some(Source {
+                key: key.clone(),
+                discovery,
+                pool,
+            })),
+        })
+    }
+
+    /// Starts following discovery, once. Called from calls, which run inside a runtime.
+    fn ensure_started(self: &Arc<Self>) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(source) = lock(&self.source).take() else {
+            return;
+        };
+        let providers = source.discovery.subscribe(&source.key);
         tokio::spawn(track(
-            Arc::downgrade(&route),
+            Arc::downgrade(self),
             providers,
-            pool,
-            route.stop.clone(),
+            source.pool,
+            self.stop.clone(),
         ));
-        route
+        self.started.store(true, Ordering::Release);
     }
 
     /// Whether the balancer wants a hash of the request body.
@@ -134,6 +172,7 @@ impl Route {
             providers,
         });
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        self.installed.send_modify(|count| *count += 1);
         if set.resolved {
             self.resolved
                 .send_if_modified(|resolved| !std::mem::replace(resolved, true));
@@ -147,14 +186,64 @@ impl Route {
             .clone()
     }
 
+    /// Waits until a provider of the service is connected; fails at `deadline` saying why none
+    /// is (discovery silent, no provider listed, or each listed one's connection failure).
+    pub(crate) async fn ready(self: &Arc<Self>, deadline: Instant) -> Result<(), Error> {
+        self.ensure_started();
+        let mut installed = self.installed.subscribe();
+        loop {
+            installed.borrow_and_update();
+            let snapshot = self.current();
+            if snapshot.providers.iter().any(|(_, e)| e.is_connected()) {
+                return Ok(());
+            }
+            // Wake up on a new list or on any listed provider's connection changing.
+            let mut changes: FuturesUnordered<_> = snapshot
+                .providers
+                .iter()
+                .map(|(_, endpoint)| endpoint.state_changed())
+                .collect();
+            tokio::select! {
+                _ = installed.changed() => {}
+                _ = changes.next(), if !changes.is_empty() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(Error::NoProvider {
+                        service: self.service.clone(),
+                        detail: format!(": {}", self.why_not_ready(&snapshot)),
+                    });
+                }
+            }
+        }
+    }
+
+    fn why_not_ready(&self, snapshot: &Snapshot) -> String {
+        if !snapshot.resolved {
+            return "discovery has not answered".to_owned();
+        }
+        if snapshot.providers.is_empty() {
+            return "no provider is listed".to_owned();
+        }
+        let reasons: Vec<String> = snapshot
+            .providers
+            .iter()
+            .map(|(_, endpoint)| format!("{}: {}", endpoint.addr(), endpoint.describe_state()))
+            .collect();
+        format!(
+            "none of the {} listed providers is connected ({})",
+            reasons.len(),
+            reasons.join("; ")
+        )
+    }
+
     /// Picks a provider for one attempt of a call, skipping `excluded`. Waits (until `deadline`)
     /// for discovery's first answer.
     pub(crate) async fn pick(
-        &self,
+        self: &Arc<Self>,
         request_hash: u64,
         excluded: &[SocketAddr],
         deadline: Instant,
     ) -> Result<Arc<Endpoint>, Error> {
+        self.ensure_started();
         let mut snapshot = self.current();
         if !snapshot.resolved {
             let mut resolved = self.resolved.subscribe();

@@ -72,6 +72,18 @@ impl ServiceClient {
         })
     }
 
+    /// Waits until a provider of the service is connected, for at most `timeout`; the error says
+    /// why none is: discovery has not answered, no provider is listed, or each listed
+    /// provider's connection failure ("connection refused", a timeout).
+    ///
+    /// Calls made before a provider is connected wait for it within their own deadline anyway;
+    /// this is for a process that should not start serving (or report itself healthy) before
+    /// its dependencies are reachable.
+    pub async fn ready(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.target.route.ready(deadline).await
+    }
+
     /// Calls a unary method and decodes its answer.
     pub async fn unary<A, T, E>(&self, method: usize, args: &A) -> Result<T, E>
     where

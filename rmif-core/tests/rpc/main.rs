@@ -4,6 +4,7 @@
 mod bad_input;
 mod calls;
 mod layers;
+mod lifecycle;
 mod protocol;
 mod raw;
 mod support;
