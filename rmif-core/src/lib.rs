@@ -77,7 +77,7 @@ pub use discovery::{Discovery, ProviderInfo, ProviderSet, StaticDiscovery};
 pub use error::{Error, Result};
 pub use rmif_macros::service;
 pub use serialize::Serialization;
-pub use server::{Server, ServerBuilder, ServerHandle, ShutdownReport};
+pub use server::{Server, ServerBuilder, ServerHandle, ShutdownReport, shutdown_signal};
 pub use service::{
     BoxFuture, Dispatch, IncomingRequest, MethodDescriptor, Reply, ServiceDescriptor, ServiceKey,
     ServiceProvider, Streaming,

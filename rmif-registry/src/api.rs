@@ -248,6 +248,19 @@ pub struct WatchRequest {
     /// new watch does not report, as news, changes its client already saw.
     #[serde(default)]
     pub min_zxid: u64,
+    /// Events of created and changed nodes carry the node's data, so that following a list
+    /// costs no read per change. (Left out of the encoding when false: a member that predates
+    /// it sees the request it always saw.)
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub with_data: bool,
+    /// Without `since_zxid`: the first message is the watched nodes' state (a resync at the
+    /// zxid the watch starts from) instead of a bare armed message.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub with_state: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// One change in a watch message.
@@ -257,6 +270,10 @@ pub struct WatchEvent {
     pub kind: ChangeKind,
     /// To which node.
     pub path: String,
+    /// The node's data after a creation or a data change, when the watch asked for it
+    /// ([`WatchRequest::with_data`]).
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    pub data: Option<Vec<u8>>,
 }
 
 /// A node's full state, in a resync.
@@ -272,8 +289,10 @@ pub struct NodeSnapshot {
 }
 
 /// One message of a watch stream. The first message of every stream has no events and no
-/// resync: it says the watch is armed, at `zxid`. After it, every message carries the matching
-/// changes of one zxid, in zxid order and without gaps, or a resync.
+/// resync: it says the watch is armed, at `zxid` (or, for a watch that asked for it
+/// ([`WatchRequest::with_state`]), it is the resync of the watched nodes at `zxid`). After it,
+/// every message carries the matching changes of one zxid, in zxid order and without gaps, or a
+/// resync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchMessage {
     /// The zxid of the changes (or of the resynchronized state).

@@ -4,6 +4,8 @@
 //! builds on rmif-core alone; the registry member (Raft, storage) is the `rmif-registry-server`
 //! package and the command line is `rmif-cli`.
 //!
+//! - [`App`]: a service process's lifecycle from one properties file: provide, call, run until
+//!   asked to stop, then withdraw, drain and stop;
 //! - [`RegistryClient`]: reads, writes and watches with failover between members;
 //! - [`Session`]: ephemeral nodes and deduplicated retries, kept alive in the background;
 //! - [`discovery`]: providers announcing themselves, consumers following provider lists;
@@ -31,6 +33,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod api;
+pub mod app;
 pub mod client;
 pub mod discovery;
 pub mod error;
@@ -38,8 +41,10 @@ pub mod node;
 pub mod op;
 pub mod path;
 
+pub use app::{App, AppError, RunningApp};
 pub use client::{
-    ClientOptions, Consistency, CreateMode, RegistryClient, Session, SessionState, Watcher,
+    ClientOptions, Consistency, CreateMode, RegistryClient, Session, SessionState, WatchOptions,
+    Watcher,
 };
 pub use error::RegistryError;
 pub use node::{ChangeKind, Stat};

@@ -150,6 +150,8 @@ fn requests_keep_their_encoding() {
             mode: WatchMode::Recursive,
             since_zxid: Some(3),
             min_zxid: 4,
+            with_data: false,
+            with_state: false,
         },),
     );
     same_on_the_wire(&f, "open_session", &(OpenSessionRequest { timeout_ms: 5 },));
@@ -261,6 +263,7 @@ fn answers_keep_their_encoding() {
     let event = |kind, path: &str| WatchEvent {
         kind,
         path: path.into(),
+        data: None,
     };
     same_on_the_wire(
         &f,

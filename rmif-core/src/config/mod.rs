@@ -91,6 +91,20 @@ impl ProviderConfig {
         }
     }
 
+    /// A provider listening on `addr` (port 0: a free port), with default settings otherwise.
+    ///
+    /// ```
+    /// let config = rmif_core::ProviderConfig::at("127.0.0.1:0".parse().unwrap());
+    /// assert_eq!(config.bind_addr().to_string(), "127.0.0.1:0");
+    /// ```
+    pub fn at(addr: SocketAddr) -> Self {
+        ProviderConfig {
+            bind: addr.ip(),
+            port: addr.port(),
+            ..ProviderConfig::default()
+        }
+    }
+
     /// The socket address to bind.
     pub fn bind_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)

@@ -5,6 +5,7 @@ pub(crate) mod call;
 mod connection;
 mod handlers;
 mod panics;
+mod signal;
 mod streams;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use call::{ProviderAnswer, ProviderCall};
+pub use signal::shutdown_signal;
 
 use crate::Error;
 use crate::config::ProviderConfig;
@@ -300,6 +302,13 @@ impl ServerHandle {
     /// Calls and streams in progress.
     pub fn active_calls(&self) -> usize {
         self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// Serves until `stop` resolves (say, [`shutdown_signal`]), then shuts down gracefully
+    /// within the configured `Shutdown_timeout`.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> ShutdownReport {
+        stop.await;
+        self.shutdown().await
     }
 
     /// Graceful shutdown within the configured `Shutdown_timeout`.

@@ -355,14 +355,22 @@ impl Registry for RegistryService {
         if *self.replica.shared().applied.borrow() < seen {
             self.replica.wait_applied(seen, Self::deadline()).await?;
         }
+        if request.with_state && request.mode.is_one_shot() {
+            return Err(RegistryError::BadRequest(format!(
+                "{}: an initial state is for persistent and recursive watches",
+                request.path
+            )));
+        }
+        let spec = watch::WatchSpec {
+            watched: request.path,
+            mode: request.mode,
+            with_data: request.with_data,
+            // A resumed watch gets what it missed, not the state again.
+            with_state: request.with_state && request.since_zxid.is_none(),
+        };
         let shared = self.replica.shared().clone();
         let subscription = shared.subscribe(request.since_zxid);
-        Ok(watch::open(
-            shared,
-            request.path,
-            request.mode,
-            subscription,
-        ))
+        Ok(watch::open(shared, spec, subscription))
     }
 
     async fn member_status(&self) -> Result<MemberStatus, RegistryError> {

@@ -1,5 +1,7 @@
 //! One watch stream on a member: the replay of known changes after the watcher's zxid (or a
-//! resync when they are no longer known), then live changes, filtered to the watched nodes.
+//! resync when they are no longer known), then live changes, filtered to the watched nodes, with
+//! the nodes' data when the watcher asked for it. A watcher that asked for the initial state
+//! gets the watched nodes' state first, then only changes.
 //!
 //! A watcher that falls behind the live feed is cut off with [`RegistryError::WatchOverrun`]
 //! rather than allowed to hold everyone else back; it resumes from its last zxid.
@@ -42,15 +44,35 @@ fn matches(mode: WatchMode, watched: &str, change: &Change) -> bool {
     }
 }
 
-fn filter(mode: WatchMode, watched: &str, changes: &[Change]) -> Vec<WatchEvent> {
-    changes
-        .iter()
-        .filter(|change| matches(mode, watched, change))
-        .map(|change| WatchEvent {
-            kind: change.kind,
-            path: change.path.clone(),
-        })
-        .collect()
+/// What one watch follows and how.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    /// The watched node.
+    pub watched: String,
+    /// What of it.
+    pub mode: WatchMode,
+    /// Events carry the data of created and changed nodes.
+    pub with_data: bool,
+    /// The stream starts with the watched nodes' state (a fresh watch only).
+    pub with_state: bool,
+}
+
+impl WatchSpec {
+    fn filter(&self, changes: &[Change]) -> Vec<WatchEvent> {
+        changes
+            .iter()
+            .filter(|change| matches(self.mode, &self.watched, change))
+            .map(|change| WatchEvent {
+                kind: change.kind,
+                path: change.path.clone(),
+                data: if self.with_data {
+                    change.data.as_ref().map(|data| data.to_vec())
+                } else {
+                    None
+                },
+            })
+            .collect()
+    }
 }
 
 /// The current state of the watched nodes.
@@ -93,8 +115,7 @@ fn resync(tree: &Tree, mode: WatchMode, watched: &str) -> Result<WatchMessage, R
 
 struct Cursor {
     shared: Arc<ReplicaShared>,
-    watched: String,
-    mode: WatchMode,
+    spec: WatchSpec,
     queued: VecDeque<Result<WatchMessage, RegistryError>>,
     live: broadcast::Receiver<Published>,
     last_zxid: u64,
@@ -104,7 +125,7 @@ struct Cursor {
 impl Cursor {
     fn resync_now(&mut self) -> Result<WatchMessage, RegistryError> {
         let tree = self.shared.tree.read().unwrap_or_else(|p| p.into_inner());
-        let message = resync(&tree, self.mode, &self.watched)?;
+        let message = resync(&tree, self.spec.mode, &self.spec.watched)?;
         self.last_zxid = message.zxid;
         Ok(message)
     }
@@ -122,7 +143,7 @@ impl Cursor {
                     if zxid <= self.last_zxid {
                         continue;
                     }
-                    let events = filter(self.mode, &self.watched, &changes);
+                    let events = self.spec.filter(&changes);
                     if events.is_empty() {
                         continue;
                     }
@@ -156,7 +177,7 @@ impl Cursor {
     ) -> Result<WatchMessage, RegistryError> {
         match &message {
             Ok(m) if m.is_armed() => {}
-            Ok(_) if self.mode.is_one_shot() => self.done = true,
+            Ok(_) if self.spec.mode.is_one_shot() => self.done = true,
             Ok(_) => {}
             Err(_) => self.done = true,
         }
@@ -165,22 +186,30 @@ impl Cursor {
 }
 
 /// Opens a watch stream from `subscription` (taken after the member applied the watcher's zxid).
+/// A spec asking for the initial state gets it first, at the newest applied zxid, and then only
+/// the changes after it.
 pub fn open(
     shared: Arc<ReplicaShared>,
-    watched: String,
-    mode: WatchMode,
+    spec: WatchSpec,
     subscription: Subscription,
 ) -> Streaming<WatchMessage, RegistryError> {
     let Subscription { replay, live, from } = subscription;
+    let with_state = spec.with_state;
     let mut cursor = Cursor {
         shared,
-        watched,
-        mode,
+        spec,
         queued: VecDeque::new(),
         live,
         last_zxid: from,
         done: false,
     };
+    if with_state {
+        // The state read now covers every change up to its zxid, replayed or live: those are
+        // skipped as already delivered.
+        let state = cursor.resync_now();
+        cursor.queued.push_back(state);
+        return stream(cursor);
+    }
     cursor.queued.push_back(Ok(WatchMessage {
         zxid: from,
         events: Vec::new(),
@@ -189,7 +218,7 @@ pub fn open(
     match replay {
         Some(replay) => {
             for (zxid, changes) in replay {
-                let events = filter(mode, &cursor.watched, &changes);
+                let events = cursor.spec.filter(&changes);
                 if !events.is_empty() {
                     cursor.queued.push_back(Ok(WatchMessage {
                         zxid,
@@ -205,6 +234,10 @@ pub fn open(
             cursor.queued.push_back(message);
         }
     }
+    stream(cursor)
+}
+
+fn stream(cursor: Cursor) -> Streaming<WatchMessage, RegistryError> {
     futures_util::stream::unfold(cursor, |mut cursor| async move {
         cursor.next().await.map(|message| (message, cursor))
     })

@@ -7,7 +7,7 @@ mod session;
 mod watch;
 
 pub use session::{Session, SessionState};
-pub use watch::Watcher;
+pub use watch::{WatchOptions, Watcher};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -455,7 +455,18 @@ impl RegistryClient {
     /// # Ok(()) }
     /// ```
     pub async fn watch(&self, path: &str, mode: WatchMode) -> Result<Watcher, RegistryError> {
-        Watcher::start(self.clone(), path, mode).await
+        self.watch_with(path, mode.into()).await
+    }
+
+    /// Follows changes of `path` as `options` say: with the data of created and changed nodes
+    /// in the events, and starting from the watched nodes' state, following a list costs no
+    /// read at all (see [`WatchOptions`]).
+    pub async fn watch_with(
+        &self,
+        path: &str,
+        options: WatchOptions,
+    ) -> Result<Watcher, RegistryError> {
+        Watcher::start(self.clone(), path, options).await
     }
 
     /// The client API addresses this client knows.

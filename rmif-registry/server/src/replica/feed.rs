@@ -42,6 +42,9 @@ pub struct Subscription {
 
 /// Changes kept for watchers that resume from a zxid (entries, not individual changes).
 const HISTORY_ENTRIES: usize = 100_000;
+/// Bytes of changes kept: changes carry their node's data (up to 1 MiB each), so the history is
+/// bounded by size as well as by entries.
+const HISTORY_BYTES: usize = 64 * 1024 * 1024;
 /// Published events a live subscriber may fall behind by before it misses some (and
 /// resynchronizes).
 const LIVE_CAPACITY: usize = 65_536;
@@ -57,6 +60,9 @@ pub struct ChangeFeed {
 struct History {
     entries: VecDeque<(u64, Arc<Vec<Change>>)>,
     capacity: usize,
+    /// What the entries hold, roughly (paths and data), and the most they may.
+    bytes: usize,
+    max_bytes: usize,
     /// Changes at or before this zxid are not all here (dropped, or replaced by a snapshot).
     complete_after: u64,
 }
@@ -64,16 +70,18 @@ struct History {
 impl ChangeFeed {
     /// A feed for a member whose state starts at `start` (changes before it are unknown here).
     pub fn new(start: u64) -> Self {
-        Self::with_history(HISTORY_ENTRIES, start)
+        Self::with_history(HISTORY_ENTRIES, HISTORY_BYTES, start)
     }
 
-    fn with_history(capacity: usize, start: u64) -> Self {
+    fn with_history(capacity: usize, max_bytes: usize, start: u64) -> Self {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         ChangeFeed {
             live,
             history: Mutex::new(History {
                 entries: VecDeque::new(),
                 capacity,
+                bytes: 0,
+                max_bytes,
                 complete_after: start,
             }),
         }
@@ -107,20 +115,34 @@ impl ChangeFeed {
         let mut history = self.history();
         match &event {
             Published::Changes { zxid, changes } => {
-                if history.entries.len() >= history.capacity {
-                    if let Some((dropped, _)) = history.entries.pop_front() {
-                        history.complete_after = dropped;
-                    }
-                }
+                history.bytes += size_of_changes(changes);
                 history.entries.push_back((*zxid, changes.clone()));
+                while history.entries.len() > history.capacity
+                    || (history.bytes > history.max_bytes && history.entries.len() > 1)
+                {
+                    let Some((dropped, changes)) = history.entries.pop_front() else {
+                        break;
+                    };
+                    history.bytes -= size_of_changes(&changes);
+                    history.complete_after = dropped;
+                }
             }
             Published::Reset { zxid } => {
                 history.entries.clear();
+                history.bytes = 0;
                 history.complete_after = *zxid;
             }
         }
         let _ = self.live.send(event);
     }
+}
+
+/// What one entry's changes hold in the history, roughly.
+fn size_of_changes(changes: &[Change]) -> usize {
+    changes
+        .iter()
+        .map(|c| 32 + c.path.len() + c.data.as_ref().map_or(0, |d| d.len()))
+        .sum()
 }
 
 #[cfg(test)]
@@ -135,6 +157,7 @@ mod tests {
             changes: Arc::new(vec![Change {
                 kind: ChangeKind::DataChanged,
                 path: format!("/n{zxid}"),
+                data: None,
             }]),
         }
     }
@@ -169,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_subscriber_from_before_the_history_or_a_snapshot_must_resynchronize() {
-        let feed = ChangeFeed::with_history(2, 0);
+        let feed = ChangeFeed::with_history(2, usize::MAX, 0);
         for zxid in 1..=3 {
             feed.publish(changed(zxid));
         }
@@ -185,5 +208,27 @@ mod tests {
 
         let started_late = ChangeFeed::new(5);
         assert_eq!(zxids(&started_late.subscribe(Some(4), || 5).replay), None);
+    }
+
+    #[test]
+    fn the_history_is_bounded_by_the_size_of_the_data_it_holds() {
+        let big = |zxid: u64| Published::Changes {
+            zxid,
+            changes: Arc::new(vec![Change {
+                kind: ChangeKind::DataChanged,
+                path: "/big".into(),
+                data: Some(bytes::Bytes::from(vec![0u8; 1000])),
+            }]),
+        };
+        // Room for about two of them.
+        let feed = ChangeFeed::with_history(100, 2500, 0);
+        for zxid in 1..=5 {
+            feed.publish(big(zxid));
+        }
+        assert_eq!(
+            zxids(&feed.subscribe(Some(3), || 5).replay),
+            Some(vec![4, 5])
+        );
+        assert_eq!(zxids(&feed.subscribe(Some(2), || 5).replay), None);
     }
 }

@@ -12,6 +12,7 @@ mod nodes;
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
+use bytes::Bytes;
 use rmif_registry::node::check_data_len;
 use rmif_registry::op::{MAX_MULTI_OPS, Op, OpResult};
 use rmif_registry::{ChangeKind, RegistryError, Stat, path};
@@ -33,6 +34,8 @@ pub struct Change {
     pub kind: ChangeKind,
     /// To which node.
     pub path: String,
+    /// The node's data after a creation or a data change (shared with the tree, not copied).
+    pub data: Option<Bytes>,
 }
 
 /// What applying one entry did.
@@ -68,7 +71,7 @@ enum Undo {
     Removed(String, Node),
     Data {
         path: String,
-        data: Vec<u8>,
+        data: Bytes,
         stat: Stat,
     },
     Linked {
@@ -100,6 +103,16 @@ impl Txn {
         self.changes.push(Change {
             kind,
             path: path.to_owned(),
+            data: None,
+        });
+    }
+
+    /// A change that leaves the node holding `data`.
+    fn change_to(&mut self, kind: ChangeKind, path: &str, data: &Bytes) {
+        self.changes.push(Change {
+            kind,
+            path: path.to_owned(),
+            data: Some(data.clone()),
         });
     }
 }
@@ -417,10 +430,11 @@ impl Tree {
             undo
         });
         txn.undo.push(linked.expect("parent checked above"));
+        let data = Bytes::copy_from_slice(data);
         self.nodes.insert(
             final_path.clone(),
             Node {
-                data: data.to_vec(),
+                data: data.clone(),
                 stat,
                 ..Node::default()
             },
@@ -433,7 +447,7 @@ impl Tree {
                     .push(Undo::EphemeralAdded(owner, final_path.clone()));
             }
         }
-        txn.change(ChangeKind::Created, &final_path);
+        txn.change_to(ChangeKind::Created, &final_path, &data);
         txn.change(ChangeKind::ChildrenChanged, &parent_path);
         Ok(OpResult::Created {
             path: final_path,
@@ -452,12 +466,13 @@ impl Tree {
         check_data_len(path, data)?;
         let node = self.nodes.get(path).ok_or_else(|| no_node(path))?;
         check_version(path, &node.stat, version)?;
+        let data = Bytes::copy_from_slice(data);
         let (undo, stat) = self
             .nodes
             .update(path, |node| {
                 let undo = Undo::Data {
                     path: path.to_owned(),
-                    data: std::mem::replace(&mut node.data, data.to_vec()),
+                    data: std::mem::replace(&mut node.data, data.clone()),
                     stat: node.stat,
                 };
                 node.stat.version = node.stat.version.wrapping_add(1);
@@ -468,7 +483,7 @@ impl Tree {
             })
             .expect("checked above");
         txn.undo.push(undo);
-        txn.change(ChangeKind::DataChanged, path);
+        txn.change_to(ChangeKind::DataChanged, path, &data);
         Ok(OpResult::Set { stat })
     }
 
@@ -584,7 +599,7 @@ impl Tree {
     pub fn get(&self, path: &str) -> Result<(Vec<u8>, Stat), RegistryError> {
         path::validate(path)?;
         let node = self.nodes.get(path).ok_or_else(|| no_node(path))?;
-        Ok((node.data.clone(), node.stat))
+        Ok((node.data.to_vec(), node.stat))
     }
 
     /// A node's stat.

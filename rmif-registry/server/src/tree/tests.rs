@@ -403,17 +403,19 @@ fn snapshots_restore_the_same_state() {
 #[test]
 fn changes_name_every_affected_node() {
     let mut h = Harness::new();
-    let created = h.apply_as(None, create("/a", b""));
+    let created = h.apply_as(None, create("/a", b"v0"));
     assert_eq!(
         created.changes,
         vec![
             Change {
                 kind: ChangeKind::Created,
-                path: "/a".into()
+                path: "/a".into(),
+                data: Some(bytes::Bytes::from_static(b"v0")),
             },
             Change {
                 kind: ChangeKind::ChildrenChanged,
-                path: "/".into()
+                path: "/".into(),
+                data: None,
             },
         ]
     );
@@ -421,7 +423,7 @@ fn changes_name_every_affected_node() {
         None,
         Op::Set {
             path: "/a".into(),
-            data: vec![],
+            data: b"v1".to_vec(),
             version: None,
         },
     );
@@ -429,8 +431,31 @@ fn changes_name_every_affected_node() {
         set.changes,
         vec![Change {
             kind: ChangeKind::DataChanged,
-            path: "/a".into()
+            path: "/a".into(),
+            data: Some(bytes::Bytes::from_static(b"v1")),
         }]
+    );
+    let deleted = h.apply_as(
+        None,
+        Op::Delete {
+            path: "/a".into(),
+            version: None,
+        },
+    );
+    assert_eq!(
+        deleted.changes,
+        vec![
+            Change {
+                kind: ChangeKind::Deleted,
+                path: "/a".into(),
+                data: None,
+            },
+            Change {
+                kind: ChangeKind::ChildrenChanged,
+                path: "/".into(),
+                data: None,
+            },
+        ]
     );
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rmif_registry::ChangeKind;
 use rmif_registry::api::{WatchMessage, WatchMode};
 use rmif_registry::{
-    Consistency, CreateMode, RegistryClient, RegistryError, SessionState, Watcher,
+    Consistency, CreateMode, RegistryClient, RegistryError, SessionState, WatchOptions, Watcher,
 };
 use tokio::time::Instant;
 
@@ -449,4 +449,119 @@ async fn creates_retried_across_leader_kills_are_applied_once() {
         reported,
         "no create was applied twice"
     );
+}
+
+/// A list to follow without a read per change: the first message is the state of the watched
+/// nodes (with their data), then each change carries the changed node's data; after the member
+/// serving the watch is killed, the watch resumes with the changes it missed, not the state again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_with_state_and_data_needs_no_reads_and_survives_its_member() {
+    let mut cluster = Cluster::start(3, Settings::default()).await;
+    let writer = cluster.client();
+    writer
+        .create("/list", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    for name in ["a", "b"] {
+        writer
+            .create(
+                &format!("/list/{name}"),
+                name.as_bytes(),
+                CreateMode::PERSISTENT,
+            )
+            .await
+            .unwrap();
+    }
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    let leader_addr = cluster.members[(leader - 1) as usize].client_addr;
+    let reader = cluster.client();
+    reader.prefer(leader_addr);
+    let options = WatchOptions {
+        mode: WatchMode::Recursive,
+        with_data: true,
+        initial_state: true,
+    };
+    let mut watcher = reader.watch_with("/list", options).await.unwrap();
+    let first = watcher.next().await.unwrap().unwrap();
+    let state = first.resync.expect("the first message is the state");
+    let listed: Vec<(String, Vec<u8>)> = state.into_iter().map(|n| (n.path, n.data)).collect();
+    assert_eq!(
+        listed,
+        [
+            ("/list".to_owned(), b"".to_vec()),
+            ("/list/a".to_owned(), b"a".to_vec()),
+            ("/list/b".to_owned(), b"b".to_vec()),
+        ]
+    );
+
+    writer
+        .create("/list/c", b"c0", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    writer.set("/list/a", b"a1", None).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let message = next_change(&mut watcher, Duration::from_secs(10)).await;
+        assert!(message.resync.is_none());
+        for event in message.events {
+            if event.kind != ChangeKind::ChildrenChanged {
+                seen.push((event.kind, event.path, event.data));
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (
+                ChangeKind::Created,
+                "/list/c".to_owned(),
+                Some(b"c0".to_vec())
+            ),
+            (
+                ChangeKind::DataChanged,
+                "/list/a".to_owned(),
+                Some(b"a1".to_vec())
+            ),
+        ]
+    );
+
+    // The member serving the watch dies; what follows arrives once, with data, without the
+    // state again. (The writes go through a member known alive: a write outside a session
+    // that was cut by the kill would not be sent again.)
+    let survivor = cluster
+        .members
+        .iter()
+        .find(|m| m.id != leader)
+        .map(|m| m.client_addr)
+        .unwrap();
+    writer.prefer(survivor);
+    cluster.kill(leader);
+    cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let deleted = writer.delete("/list/b", None).await.unwrap();
+    writer.set("/list/c", b"c1", None).await.unwrap();
+    let mut after = Vec::new();
+    while after.len() < 2 {
+        let message = next_change(&mut watcher, Duration::from_secs(15)).await;
+        assert!(
+            message.resync.is_none(),
+            "resumed, not restated: {message:?}"
+        );
+        for event in message.events {
+            if event.kind != ChangeKind::ChildrenChanged {
+                after.push((event.kind, event.path, event.data));
+            }
+        }
+    }
+    assert_eq!(
+        after,
+        [
+            (ChangeKind::Deleted, "/list/b".to_owned(), None),
+            (
+                ChangeKind::DataChanged,
+                "/list/c".to_owned(),
+                Some(b"c1".to_vec())
+            ),
+        ]
+    );
+    assert!(deleted.zxid > first.zxid);
 }

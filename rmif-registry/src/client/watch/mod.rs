@@ -22,20 +22,42 @@ use stream::follow;
 /// cuts it off, and it resumes from its last zxid: nothing is lost, only delayed).
 const BUFFER: usize = 1024;
 
+/// How a watch follows its node; see [`RegistryClient::watch_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchOptions {
+    /// What of the node it follows.
+    pub mode: WatchMode,
+    /// Events of created and changed nodes carry the node's data (no read per change).
+    pub with_data: bool,
+    /// The first message is the watched nodes' state (a resync) instead of a bare armed
+    /// message: a list to follow, then only its changes. Persistent and recursive modes only.
+    pub initial_state: bool,
+}
+
+impl From<WatchMode> for WatchOptions {
+    fn from(mode: WatchMode) -> Self {
+        WatchOptions {
+            mode,
+            with_data: false,
+            initial_state: false,
+        }
+    }
+}
+
 /// Changes of a watched node. Ends after the first change for one-shot modes.
 pub struct Watcher {
     armed: Option<WatchMessage>,
     source: Source,
     client: RegistryClient,
     path: String,
-    mode: WatchMode,
+    options: WatchOptions,
 }
 
 impl std::fmt::Debug for Watcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Watcher")
             .field("path", &self.path)
-            .field("mode", &self.mode)
+            .field("options", &self.options)
             .field("shared", &matches!(self.source, Source::Shared(_)))
             .finish_non_exhaustive()
     }
@@ -63,14 +85,17 @@ impl Drop for StopOnDrop {
 
 impl Watcher {
     /// Opens the watch and returns once it is armed (its first message, the zxid it starts at,
-    /// is the first item [`Watcher::next`] returns).
+    /// or the initial state, is the first item [`Watcher::next`] returns).
     pub(crate) async fn start(
         client: RegistryClient,
         path: &str,
-        mode: WatchMode,
+        options: WatchOptions,
     ) -> Result<Watcher, RegistryError> {
-        let (armed, source) = if mode.is_one_shot() {
-            let (mut messages, stop) = Self::private(&client, path, mode, None);
+        // Watches with data or an initial state are private: a shared stream arms each local
+        // watcher with a bare message of its own.
+        let private = options.mode.is_one_shot() || options.with_data || options.initial_state;
+        let (armed, source) = if private {
+            let (mut messages, stop) = Self::private(&client, path, options, None);
             let armed = messages.recv().await.ok_or_else(|| {
                 RegistryError::NoQuorum("the watch stopped before it was armed".to_owned())
             })??;
@@ -80,7 +105,7 @@ impl Watcher {
             };
             (armed, source)
         } else {
-            let feed = SharedFeed::join(&client, path, mode).await?;
+            let feed = SharedFeed::join(&client, path, options.mode).await?;
             let armed = WatchMessage {
                 zxid: feed.last_zxid,
                 events: Vec::new(),
@@ -93,7 +118,7 @@ impl Watcher {
             source,
             client,
             path: path.to_owned(),
-            mode,
+            options,
         })
     }
 
@@ -101,7 +126,7 @@ impl Watcher {
     fn private(
         client: &RegistryClient,
         path: &str,
-        mode: WatchMode,
+        options: WatchOptions,
         since: Option<u64>,
     ) -> (
         mpsc::Receiver<Result<WatchMessage, RegistryError>>,
@@ -112,7 +137,7 @@ impl Watcher {
         tokio::spawn(follow(
             client.clone(),
             path.to_owned(),
-            mode,
+            options,
             since,
             tx,
             stop.clone(),
@@ -136,7 +161,8 @@ impl Watcher {
             };
             // Too slow for the shared stream: go on alone from where this watcher is.
             tracing::debug!(path = %self.path, since, "watcher fell behind its shared stream");
-            let (messages, stop) = Self::private(&self.client, &self.path, self.mode, Some(since));
+            let (messages, stop) =
+                Self::private(&self.client, &self.path, self.options, Some(since));
             self.source = Source::Private {
                 messages,
                 _stop: stop,

@@ -78,7 +78,7 @@ impl Hub {
         tokio::spawn(follow(
             client,
             path.to_owned(),
-            mode,
+            mode.into(),
             None,
             core.clone(),
             stop.clone(),

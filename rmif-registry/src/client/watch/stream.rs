@@ -7,7 +7,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{Registry, WatchMessage, WatchMode, WatchRequest};
+use super::WatchOptions;
+use crate::api::{Registry, WatchMessage, WatchRequest};
 use crate::client::RegistryClient;
 use crate::client::failover::{self, Plan, Retry};
 use crate::error::RegistryError;
@@ -33,7 +34,7 @@ impl Outlet for mpsc::Sender<Result<WatchMessage, RegistryError>> {
 pub(crate) async fn follow(
     client: RegistryClient,
     path: String,
-    mode: WatchMode,
+    options: WatchOptions,
     mut since: Option<u64>,
     out: impl Outlet,
     stop: CancellationToken,
@@ -50,9 +51,12 @@ pub(crate) async fn follow(
         let open = failover::run(&client, plan, |member| {
             let request = WatchRequest {
                 path: path.clone(),
-                mode,
+                mode: options.mode,
                 since_zxid: since,
                 min_zxid: client.last_zxid(),
+                with_data: options.with_data,
+                // A resumed stream asks for what it missed, not for the state again.
+                with_state: options.initial_state && since.is_none(),
             };
             let stub = client.stub(member);
             async move { stub.watch(request).await }
@@ -84,7 +88,7 @@ pub(crate) async fn follow(
                         continue; // already delivered before a resume
                     }
                     since = Some(message.zxid);
-                    let fired = !message.is_armed() && mode.is_one_shot();
+                    let fired = !message.is_armed() && options.mode.is_one_shot();
                     if !out.deliver(Ok(message)).await || fired {
                         return;
                     }
