@@ -20,7 +20,7 @@ use rmif_core::{
     ShutdownReport, Stub,
 };
 
-use crate::discovery::{Registration, announce, consumer_client};
+use crate::discovery::{Registration, RegistryDiscovery, announce, consumer_discovery};
 use crate::error::RegistryError;
 
 /// Why an application could not start, or could not do what was asked of it.
@@ -195,16 +195,26 @@ impl App {
         } else {
             (None, None)
         };
-        let client = if consumes(role) {
-            Some(consumer_client(&self.config).map_err(AppError::Discover)?)
+        let (client, discovery) = if consumes(role) {
+            match consumer_discovery(&self.config).map_err(AppError::Discover)? {
+                Some(discovery) => (
+                    Some(Client::new(self.config.consumer.clone(), discovery.clone())),
+                    Some(discovery),
+                ),
+                None => (
+                    Some(Client::with_static_providers(self.config.consumer.clone())),
+                    None,
+                ),
+            }
         } else {
-            None
+            (None, None)
         };
         Ok(RunningApp {
             config: self.config,
             server,
             registration,
             client,
+            discovery,
         })
     }
 }
@@ -215,6 +225,7 @@ pub struct RunningApp {
     server: Option<ServerHandle>,
     registration: Option<Registration>,
     client: Option<Client>,
+    discovery: Option<RegistryDiscovery>,
 }
 
 impl std::fmt::Debug for RunningApp {
@@ -259,10 +270,14 @@ impl RunningApp {
     }
 
     /// Stops in the order that loses no call: leave the registry (consumers stop choosing this
-    /// provider), then drain calls in flight within `Shutdown_timeout`, then close.
+    /// provider, and the consumer map forgets this process), then drain calls in flight within
+    /// `Shutdown_timeout`, then close.
     pub async fn shutdown(self) -> ShutdownReport {
         if let Some(registration) = self.registration {
             registration.withdraw().await;
+        }
+        if let Some(discovery) = &self.discovery {
+            discovery.withdraw().await;
         }
         match self.server {
             Some(server) => server.shutdown().await,

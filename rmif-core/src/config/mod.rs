@@ -135,6 +135,11 @@ pub struct ConsumerConfig {
     pub connect_timeout: Duration,
     /// Providers to call when no registry is configured (`Provider_addresses`).
     pub static_providers: Vec<SocketAddr>,
+    /// Where the provider lists the registry confirmed are kept, to be called when the
+    /// registry cannot be reached at start (`Discovery_cache_file`; `None`: a file in the
+    /// temporary directory named after the application and registry; an empty path, from
+    /// `Discovery_cache_file=none`: no cache).
+    pub cache_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ConsumerConfig {
@@ -150,6 +155,7 @@ impl Default for ConsumerConfig {
             retries: 2,
             connect_timeout: Duration::from_millis(3000),
             static_providers: Vec::new(),
+            cache_file: None,
         }
     }
 }
@@ -166,6 +172,10 @@ pub struct RpcConfig {
     pub provider: ProviderConfig,
     /// The consumer part.
     pub consumer: ConsumerConfig,
+    /// The application's name, in what providers and consumers announce (`Application`).
+    pub application: String,
+    /// Further labels providers and consumers announce (`Metadata.<name>=<value>` lines).
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// Every key [`RpcConfig`] understands, as documented.
@@ -191,6 +201,9 @@ pub const RPC_KEYS: &[&str] = &[
     "Shutdown_timeout",
     "Retries",
     "Connect_timeout",
+    "Application",
+    "Discovery_cache_file",
+    "Metadata.<name>",
 ];
 
 impl RpcConfig {
@@ -328,11 +341,30 @@ impl RpcConfig {
         if let Some(timeout) = p.take_with("Connect_timeout", positive_millis)? {
             consumer.connect_timeout = timeout;
         }
+        let application = p
+            .take_with("Application", |v| {
+                if v.chars().all(|c| c.is_ascii_graphic()) {
+                    Ok(v.to_owned())
+                } else {
+                    Err("expected a name without spaces or control characters".to_owned())
+                }
+            })?
+            .unwrap_or_default();
+        consumer.cache_file = p.take_with("Discovery_cache_file", |v| {
+            Ok(if v.eq_ignore_ascii_case("none") {
+                std::path::PathBuf::new()
+            } else {
+                std::path::PathBuf::from(v)
+            })
+        })?;
+        let metadata = p.take_prefixed("Metadata.").into_iter().collect();
         Ok(RpcConfig {
             role,
             registry,
             provider,
             consumer,
+            application,
+            metadata,
         })
     }
 }
@@ -469,6 +501,26 @@ Retries=0
         assert_eq!(
             err.to_string(),
             "f:1: key `Tick_tme`: unknown key; did you mean `Tick_time`?"
+        );
+    }
+
+    #[test]
+    fn application_labels_and_the_cache_file_are_read() {
+        let c = RpcConfig::parse(
+            "Application=orders\nMetadata.zone=eu-1\nmetadata.Build=42\nDiscovery_cache_file=/tmp/x.cache\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.application, "orders");
+        assert_eq!(c.metadata.get("zone").map(String::as_str), Some("eu-1"));
+        assert_eq!(c.metadata.get("Build").map(String::as_str), Some("42"));
+        assert_eq!(c.consumer.cache_file, Some("/tmp/x.cache".into()));
+        let off = RpcConfig::parse("Discovery_cache_file=none\n", "t").unwrap();
+        assert_eq!(off.consumer.cache_file, Some(std::path::PathBuf::new()));
+        assert!(RpcConfig::parse("Application=two words\n", "t").is_err());
+        assert!(
+            RpcConfig::parse("Metadata.=x\n", "t").is_err(),
+            "a label needs a name"
         );
     }
 }

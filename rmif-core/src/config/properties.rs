@@ -189,6 +189,30 @@ impl Properties {
         })
     }
 
+    /// Takes every key that starts with `prefix` (case-insensitive): the rest of each key, as
+    /// written, with its value, in file order.
+    pub fn take_prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
+        let prefix = prefix.to_ascii_lowercase();
+        let mut taken: Vec<(usize, String, String)> = self
+            .entries
+            .iter_mut()
+            .filter(|(lower, _)| lower.starts_with(&prefix) && lower.len() > prefix.len())
+            .map(|(_, entry)| {
+                entry.used = true;
+                (
+                    entry.line,
+                    entry.key[prefix.len()..].to_owned(),
+                    entry.value.clone(),
+                )
+            })
+            .collect();
+        taken.sort_by_key(|(line, _, _)| *line);
+        taken
+            .into_iter()
+            .map(|(_, key, value)| (key, value))
+            .collect()
+    }
+
     /// Takes an unsigned integer.
     pub fn take_u64(&mut self, key: &str) -> Result<Option<u64>, ConfigError> {
         self.take_with(key, |v| {

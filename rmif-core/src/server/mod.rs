@@ -25,7 +25,7 @@ use crate::Error;
 use crate::config::ProviderConfig;
 use crate::layer::boxed::{BoxError, Boxed, LayerList};
 use crate::layer::monitor::MonitorLog;
-use crate::service::{ServiceKey, ServiceProvider};
+use crate::service::{ServiceDescriptor, ServiceKey, ServiceProvider};
 use crate::sync::IdMap;
 use call::RunHandler;
 
@@ -292,6 +292,19 @@ impl ServerHandle {
             .collect();
         keys.sort();
         keys
+    }
+
+    /// Each service served, by key, with its descriptor (methods and options), as discovery
+    /// announces them.
+    pub fn served(&self) -> Vec<(ServiceKey, &'static ServiceDescriptor)> {
+        let mut served: Vec<(ServiceKey, &'static ServiceDescriptor)> = self
+            .shared
+            .services
+            .values()
+            .map(|s| (s.service_key.clone(), s.provider.descriptor()))
+            .collect();
+        served.sort_by(|a, b| a.0.cmp(&b.0));
+        served
     }
 
     /// Consumer connections currently open.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rmif_registry::node::MAX_DATA_LEN;
 use rmif_registry::{Consistency, CreateMode, RegistryError};
 
-use crate::support::{Cluster, Settings};
+use rmif_testkit::{Cluster, Settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_operations_are_typed_errors_and_the_cluster_keeps_serving() {

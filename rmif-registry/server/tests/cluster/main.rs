@@ -2,8 +2,6 @@
 
 mod errors;
 mod linearizability;
-mod proxy;
 mod replication;
 mod sessions;
-mod support;
 mod torture;

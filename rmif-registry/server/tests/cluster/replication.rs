@@ -8,7 +8,7 @@ use rmif_registry::{Consistency, CreateMode};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::support::{Cluster, Settings};
+use rmif_testkit::{Cluster, Settings};
 
 /// Checks that every path in `acked` exists, reading from member `id` alone.
 async fn assert_all_present(cluster: &Cluster, id: u64, acked: &[String]) {

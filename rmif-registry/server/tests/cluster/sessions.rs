@@ -10,7 +10,7 @@ use rmif_registry::{
 };
 use tokio::time::Instant;
 
-use crate::support::{Cluster, Settings};
+use rmif_testkit::{Cluster, Settings};
 
 const EPHEMERAL: CreateMode = CreateMode {
     ephemeral: true,

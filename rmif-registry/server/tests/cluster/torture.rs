@@ -23,7 +23,7 @@ use rmif_registry::{
 use tokio::time::Instant;
 
 use crate::linearizability::{NodeInput, NodeModel, NodeOutput, Operation, check};
-use crate::support::{Cluster, Settings};
+use rmif_testkit::{Cluster, Settings};
 
 const KEYS: usize = 4;
 const CLIENTS: usize = 4;

@@ -20,6 +20,7 @@ pub enum LinkMode {
 }
 
 /// One proxied link: listens on `addr`, forwards to a target.
+#[derive(Debug)]
 pub struct Link {
     pub addr: SocketAddr,
     mode: watch::Sender<LinkMode>,
@@ -111,6 +112,7 @@ async fn pump(
 
 /// Links between every ordered pair of members (`from` dials `to` through `links[from][to]`) and
 /// from clients to each member.
+#[derive(Debug)]
 pub struct Network {
     /// `peer[i][j]`: member i+1's connection to member j+1 (None on the diagonal).
     pub peer: Vec<Vec<Option<Link>>>,

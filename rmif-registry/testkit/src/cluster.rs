@@ -1,35 +1,19 @@
-//! Runs registry members as real processes (the `rmif-registry` binary) on loopback, so that
-//! tests can SIGKILL, SIGSTOP and restart them.
-
-// Shared by every test module; not each one uses every helper.
-#![allow(dead_code)]
+//! Registry members as real processes (the `rmif-registry` binary) on loopback, so that tests
+//! can SIGKILL, SIGSTOP and restart them.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rmif_registry::api::MemberStatus;
 
+use crate::process::{free_port, program, send_signal};
 use crate::proxy::Network;
 use rmif_registry::{ClientOptions, RegistryClient, RegistryError};
 use tokio::time::Instant;
-
-/// A free loopback port (bound and released; the member binds it again moments later).
-///
-/// Drawn at random below the kernel's ephemeral range (32768 and up here): a port the kernel
-/// handed out for `127.0.0.1:0` can be reused at once as the source port of some outgoing
-/// connection of a parallel test, and the member then fails to bind it.
-pub fn free_port() -> u16 {
-    loop {
-        let port = fastrand::u16(20_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// Raft timing and snapshot settings for a test cluster.
 #[derive(Debug, Clone)]
@@ -53,6 +37,7 @@ impl Default for Settings {
     }
 }
 
+#[derive(Debug)]
 pub struct Member {
     pub id: u64,
     pub client_addr: SocketAddr,
@@ -73,18 +58,12 @@ impl Member {
 }
 
 /// A cluster of member processes in a temporary directory.
+#[derive(Debug)]
 pub struct Cluster {
     pub members: Vec<Member>,
     /// The fault proxies, when the cluster was started with `proxied`.
     pub network: Option<std::sync::Arc<Network>>,
     dir: Option<tempfile::TempDir>,
-}
-
-fn send_signal(pid: u32, signal: i32) {
-    // SAFETY: kill(2) on a pid this test spawned; no memory is involved.
-    unsafe {
-        libc::kill(pid as i32, signal);
-    }
 }
 
 impl Cluster {
@@ -178,7 +157,7 @@ impl Cluster {
             .append(true)
             .open(&member.log)
             .expect("member log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rmif-registry"))
+        let child = Command::new(program("rmif-registry"))
             .arg(&member.config)
             .env("RMIF_LOG", "info")
             .stdin(Stdio::null())
