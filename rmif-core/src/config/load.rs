@@ -10,9 +10,11 @@ use super::{
     parse_millis, resolve_addr,
 };
 use crate::balance::BalancePolicy;
-use crate::compress::Compression;
-use crate::serialize::Serialization;
+use crate::compress::{self, Compression};
+use crate::features::{LeftOut, list};
+use crate::serialize::{self, Serialization};
 
+#[cfg_attr(docsrs, doc(cfg(feature = "properties")))]
 impl RpcConfig {
     /// Reads a properties file. Every error names the file, the line and the key.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
@@ -109,12 +111,18 @@ impl RpcConfig {
         }
         provider.monitor_log = p.take_bool("Monitor_log")?.unwrap_or(false);
         if let Some(format) = p.take_with("Serialization", |v| {
-            Serialization::from_name(v).ok_or_else(|| "expected msgpack or json".to_owned())
+            Serialization::from_name(v).ok_or_else(|| {
+                let known = Serialization::ALL.map(Serialization::name);
+                choice_error(v, &known, serialize::LEFT_OUT)
+            })
         })? {
             consumer.serialization = format;
         }
         if let Some(algorithm) = p.take_with("Compression", |v| {
-            Compression::from_name(v).ok_or_else(|| "expected none or lz4".to_owned())
+            Compression::from_name(v).ok_or_else(|| {
+                let known = Compression::ALL.map(Compression::name);
+                choice_error(v, &known, compress::LEFT_OUT)
+            })
         })? {
             provider.compression.algorithm = algorithm;
             consumer.compression.algorithm = algorithm;
@@ -154,6 +162,19 @@ impl RpcConfig {
             provider,
             consumer,
         })
+    }
+}
+
+/// Why `value` is none of the `known` choices: one this build leaves out names the feature that
+/// adds it, since "expected msgpack" alone would leave a reader of `Serialization=json` puzzled.
+fn choice_error(value: &str, known: &[&str], left_out: &[LeftOut]) -> String {
+    match LeftOut::by_name(left_out, value) {
+        Some(missing) => format!(
+            "this build of rmif-core was made without {0}: enable its `{0}` feature, or choose {1}",
+            missing.name,
+            list(known, "or")
+        ),
+        None => format!("expected {}", list(known, "or")),
     }
 }
 
@@ -201,8 +222,8 @@ Again_time=5
 Ip_include_pattern=172\\.17\\.138\\..*|192\\.168\\.0\\..*
 Consumer_policy=rotate
 Monitor_log=true
-Serialization=json
-Compression=lz4
+Serialization=msgpack
+Compression=none
 Compress_threshold=1024
 Retries=0
 ";
@@ -217,10 +238,47 @@ Retries=0
         assert!(c.provider.ip_include.unwrap().is_match("192.168.0.7"));
         assert_eq!(c.consumer.policy, BalancePolicy::RoundRobin);
         assert!(c.provider.monitor_log);
-        assert_eq!(c.consumer.serialization, Serialization::Json);
-        assert_eq!(c.consumer.compression.algorithm, Compression::Lz4);
+        assert_eq!(c.consumer.serialization, Serialization::MsgPack);
+        assert_eq!(c.consumer.compression.algorithm, Compression::None);
         assert_eq!(c.provider.compression.threshold, 1024);
         assert_eq!(c.consumer.retries, 0);
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_is_chosen_by_name() {
+        let c = RpcConfig::parse("Serialization=JSON", "f").unwrap();
+        assert_eq!(c.consumer.serialization, Serialization::Json);
+    }
+
+    #[cfg(feature = "lz4")]
+    #[test]
+    fn lz4_is_chosen_by_name_for_both_roles() {
+        let c = RpcConfig::parse("Compression=lz4", "f").unwrap();
+        assert_eq!(c.provider.compression.algorithm, Compression::Lz4);
+        assert_eq!(c.consumer.compression.algorithm, Compression::Lz4);
+    }
+
+    #[cfg(not(feature = "json"))]
+    #[test]
+    fn without_json_choosing_it_is_an_error_naming_the_feature() {
+        let err = RpcConfig::parse("Serialization=json", "f").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f:1: key `Serialization`: this build of rmif-core was made without json: enable its \
+             `json` feature, or choose msgpack (value \"json\")"
+        );
+    }
+
+    #[cfg(not(feature = "lz4"))]
+    #[test]
+    fn without_lz4_choosing_it_is_an_error_naming_the_feature() {
+        let err = RpcConfig::parse("Compression=LZ4", "f").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f:1: key `Compression`: this build of rmif-core was made without lz4: enable its \
+             `lz4` feature, or choose none (value \"LZ4\")"
+        );
     }
 
     #[test]
@@ -239,7 +297,8 @@ Retries=0
             (
                 "Serialization=xml",
                 "Serialization",
-                "expected msgpack or json",
+                // "or json" too, in a build with the json feature.
+                "expected msgpack",
             ),
             ("Tick_time=0", "Tick_time", "must be greater than zero"),
             (

@@ -1,11 +1,14 @@
-//! Typed configuration of providers and consumers, loaded from a properties file.
+//! Typed configuration of providers and consumers, loaded from a properties file (with the
+//! `properties` feature, on by default) or built in code.
 //!
 //! One file serves both roles (as in the original design this follows): a process reads it once
 //! and takes the provider part, the consumer part, or both. Keys are case-insensitive; unknown
 //! keys are errors. docs/OPERATIONS.md lists every key.
 
 mod error;
+#[cfg(feature = "properties")]
 mod load;
+#[cfg(feature = "properties")]
 mod properties;
 mod values;
 
@@ -13,6 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 pub use error::ConfigError;
+#[cfg(feature = "properties")]
+#[cfg_attr(docsrs, doc(cfg(feature = "properties")))]
 pub use properties::Properties;
 pub use values::{parse_millis, resolve_addr};
 
@@ -58,8 +63,15 @@ pub struct ProviderConfig {
     /// Compression of response bodies (`Compression`, `Compress_threshold`).
     pub compression: CompressionPolicy,
     /// Only advertise local addresses matching this pattern (`Ip_include_pattern`).
+    ///
+    /// Part of the `properties` feature, like the file it comes from: only announcements in a
+    /// registry use it, and the registry crates build rmif-core with its default features.
+    #[cfg(feature = "properties")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "properties")))]
     pub ip_include: Option<regex_lite::Regex>,
     /// Never advertise local addresses matching this pattern (`Ip_exclude_pattern`).
+    #[cfg(feature = "properties")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "properties")))]
     pub ip_exclude: Option<regex_lite::Regex>,
     /// Log one line per call served, with its latency and outcome (`Monitor_log`): the
     /// provider adds [`crate::layer::MonitorLog`] outside its other layers.
@@ -78,7 +90,9 @@ impl Default for ProviderConfig {
             max_concurrent_requests: 10_000,
             shutdown_timeout: Duration::from_secs(10),
             compression: CompressionPolicy::default(),
+            #[cfg(feature = "properties")]
             ip_include: None,
+            #[cfg(feature = "properties")]
             ip_exclude: None,
             monitor_log: false,
         }
