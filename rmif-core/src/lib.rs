@@ -47,8 +47,29 @@
 //! server.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! All are on by default. A provider or consumer with static addresses and no configuration
+//! file can build with `default-features = false` and leave out their dependencies:
+//!
+//! - `properties`: reading configuration files (`RpcConfig::load`, `RpcConfig::parse`,
+//!   `config::Properties`; java-properties and encoding_rs), and the provider's
+//!   `Ip_include_pattern`/`Ip_exclude_pattern` address filters (regex-lite), which only
+//!   announcements in a registry use.
+//! - `json`: the JSON body format, `Serialization::Json` (serde_json).
+//! - `lz4`: LZ4 body compression, `Compression::Lz4` (lz4_flex).
+//!
+//! A build without `json` or `lz4` still knows them by wire id and name: a request that uses
+//! one gets a `BadRequest` answer naming the missing feature, and a configuration file that
+//! chooses one is an error naming it.
+//!
+//! Features only add: [`Serialization`] and [`Compression`] are non-exhaustive so that a `match`
+//! keeps compiling when another crate turns a feature on, and a [`ProviderConfig`] built with
+//! `..ProviderConfig::default()` keeps compiling when `properties` adds its two pattern fields.
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(hidden)]
 #[path = "generated.rs"]
@@ -60,6 +81,7 @@ pub mod config;
 mod context;
 pub mod discovery;
 mod error;
+mod features;
 pub mod layer;
 pub mod protocol;
 pub mod serialize;

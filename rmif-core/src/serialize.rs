@@ -1,10 +1,11 @@
 //! Pluggable body serialization: the [`BodyFormat`] trait, its implementations, and the table of
-//! wire ids in [`Serialization`].
+//! wire ids in [`Serialization`]. JSON needs the `json` feature (on by default).
 
 use bytes::{BufMut, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::Error;
+use crate::features::{LeftOut, list};
 
 /// One way of turning values into body bytes and back.
 ///
@@ -46,9 +47,12 @@ impl BodyFormat for MsgPack {
 }
 
 /// JSON via serde_json: larger and slower, but readable on the wire and easy from any language.
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json;
 
+#[cfg(feature = "json")]
 impl BodyFormat for Json {
     const ID: u8 = 2;
     const NAME: &'static str = "json";
@@ -63,21 +67,40 @@ impl BodyFormat for Json {
     }
 }
 
+/// Formats rmif defines that this build leaves out, so that asking for one names its feature.
+pub(crate) const LEFT_OUT: &[LeftOut] = &[
+    #[cfg(not(feature = "json"))]
+    LeftOut {
+        id: 2,
+        name: "json",
+    },
+];
+
 /// The table of body formats, by wire id. A consumer picks one in its configuration; a provider
 /// answers in the format of each request.
+///
+/// Non-exhaustive because features add variants: a `match` written against a build without
+/// `json` must still compile when another crate in the build turns `json` on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Serialization {
     /// [`MsgPack`], the default.
     #[default]
     MsgPack = MsgPack::ID,
     /// [`Json`].
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     Json = Json::ID,
 }
 
 impl Serialization {
-    /// Every supported format.
-    pub const ALL: [Serialization; 2] = [Serialization::MsgPack, Serialization::Json];
+    /// Every format this build supports.
+    pub const ALL: [Serialization; 1 + cfg!(feature = "json") as usize] = [
+        Serialization::MsgPack,
+        #[cfg(feature = "json")]
+        Serialization::Json,
+    ];
 
     /// The format with this wire id, if this build supports it.
     pub fn from_id(id: u8) -> Option<Self> {
@@ -91,6 +114,30 @@ impl Serialization {
             .find(|s| s.name().eq_ignore_ascii_case(name))
     }
 
+    /// The format of a request whose header carries serialization id `id`, or the reason a
+    /// provider refuses the request: an id this build leaves out names the feature that adds it.
+    pub(crate) fn of_request(id: u8) -> Result<Self, String> {
+        if let Some(format) = Self::from_id(id) {
+            return Ok(format);
+        }
+        let supported: Vec<String> = Self::ALL
+            .iter()
+            .map(|format| format!("{} ({})", format.name(), format.id()))
+            .collect();
+        Err(match LeftOut::by_id(LEFT_OUT, id) {
+            Some(missing) => format!(
+                "serialization id {id} is {0}, and this provider was built without {0} \
+                 (rmif-core's `{0}` feature): send {1}, or build the provider with the feature",
+                missing.name,
+                list(&supported, "or"),
+            ),
+            None => format!(
+                "unsupported serialization id {id}; this provider supports {}",
+                list(&supported, "and")
+            ),
+        })
+    }
+
     /// The wire id.
     pub fn id(self) -> u8 {
         self as u8
@@ -100,6 +147,7 @@ impl Serialization {
     pub fn name(self) -> &'static str {
         match self {
             Serialization::MsgPack => MsgPack::NAME,
+            #[cfg(feature = "json")]
             Serialization::Json => Json::NAME,
         }
     }
@@ -108,6 +156,7 @@ impl Serialization {
     pub fn encode<T: Serialize + ?Sized>(self, value: &T, dst: &mut BytesMut) -> Result<(), Error> {
         match self {
             Serialization::MsgPack => MsgPack::encode(value, dst),
+            #[cfg(feature = "json")]
             Serialization::Json => Json::encode(value, dst),
         }
     }
@@ -116,6 +165,7 @@ impl Serialization {
     pub fn decode<T: DeserializeOwned>(self, src: &[u8]) -> Result<T, Error> {
         match self {
             Serialization::MsgPack => MsgPack::decode(src),
+            #[cfg(feature = "json")]
             Serialization::Json => Json::decode(src),
         }
     }
@@ -175,5 +225,39 @@ mod tests {
         }
         assert_eq!(Serialization::from_id(0), None);
         assert_eq!(Serialization::from_id(9), None);
+    }
+
+    #[test]
+    fn a_request_in_an_unknown_format_is_refused_with_what_is_supported() {
+        let reason = Serialization::of_request(9).unwrap_err();
+        assert!(
+            reason
+                .starts_with("unsupported serialization id 9; this provider supports msgpack (1)"),
+            "{reason}"
+        );
+        assert_eq!(Serialization::of_request(1), Ok(Serialization::MsgPack));
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_is_wire_id_2() {
+        assert_eq!(Serialization::of_request(2), Ok(Serialization::Json));
+        assert_eq!(
+            Serialization::of_request(9).unwrap_err(),
+            "unsupported serialization id 9; this provider supports msgpack (1) and json (2)"
+        );
+    }
+
+    #[cfg(not(feature = "json"))]
+    #[test]
+    fn without_json_a_json_request_is_refused_naming_the_feature() {
+        assert_eq!(Serialization::ALL, [Serialization::MsgPack]);
+        assert_eq!(Serialization::from_id(2), None);
+        assert_eq!(Serialization::from_name("json"), None);
+        assert_eq!(
+            Serialization::of_request(2).unwrap_err(),
+            "serialization id 2 is json, and this provider was built without json (rmif-core's \
+             `json` feature): send msgpack (1), or build the provider with the feature"
+        );
     }
 }

@@ -1,19 +1,28 @@
-//! Typed configuration of providers and consumers, loaded from a properties file.
+//! Typed configuration of providers and consumers, loaded from a properties file (with the
+//! `properties` feature, on by default) or built in code.
 //!
 //! One file serves both roles (as in the original design this follows): a process reads it once
 //! and takes the provider part, the consumer part, or both. Keys are case-insensitive; unknown
 //! keys are errors. docs/OPERATIONS.md lists every key.
 
+mod error;
+#[cfg(feature = "properties")]
+mod load;
+#[cfg(feature = "properties")]
 mod properties;
+mod values;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-pub use properties::{ConfigError, Properties, parse_millis};
+pub use error::ConfigError;
+#[cfg(feature = "properties")]
+#[cfg_attr(docsrs, doc(cfg(feature = "properties")))]
+pub use properties::Properties;
+pub use values::{parse_millis, resolve_addr};
 
 use crate::balance::BalancePolicy;
-use crate::compress::{Compression, CompressionPolicy};
+use crate::compress::CompressionPolicy;
 use crate::protocol::DEFAULT_MAX_FRAME_SIZE;
 use crate::serialize::Serialization;
 
@@ -54,8 +63,15 @@ pub struct ProviderConfig {
     /// Compression of response bodies (`Compression`, `Compress_threshold`).
     pub compression: CompressionPolicy,
     /// Only advertise local addresses matching this pattern (`Ip_include_pattern`).
+    ///
+    /// Part of the `properties` feature, like the file it comes from: only announcements in a
+    /// registry use it, and the registry crates build rmif-core with its default features.
+    #[cfg(feature = "properties")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "properties")))]
     pub ip_include: Option<regex_lite::Regex>,
     /// Never advertise local addresses matching this pattern (`Ip_exclude_pattern`).
+    #[cfg(feature = "properties")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "properties")))]
     pub ip_exclude: Option<regex_lite::Regex>,
     /// Log one line per call served, with its latency and outcome (`Monitor_log`): the
     /// provider adds [`crate::layer::MonitorLog`] outside its other layers.
@@ -74,7 +90,9 @@ impl Default for ProviderConfig {
             max_concurrent_requests: 10_000,
             shutdown_timeout: Duration::from_secs(10),
             compression: CompressionPolicy::default(),
+            #[cfg(feature = "properties")]
             ip_include: None,
+            #[cfg(feature = "properties")]
             ip_exclude: None,
             monitor_log: false,
         }
@@ -205,322 +223,3 @@ pub const RPC_KEYS: &[&str] = &[
     "Discovery_cache_file",
     "Metadata.<name>",
 ];
-
-impl RpcConfig {
-    /// Reads a properties file. Every error names the file, the line and the key.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        Self::from_properties(Properties::load(path)?)
-    }
-
-    /// Parses properties text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        Self::from_properties(Properties::parse(text.as_bytes(), origin)?)
-    }
-
-    /// Builds the configuration from properties, rejecting unknown keys.
-    pub fn from_properties(mut p: Properties) -> Result<Self, ConfigError> {
-        let config = Self::take_from(&mut p)?;
-        p.finish(RPC_KEYS)?;
-        Ok(config)
-    }
-
-    /// Takes the keys this type understands out of `p`, leaving others for a caller that
-    /// shares the file (the registry server, for example).
-    pub fn take_from(p: &mut Properties) -> Result<Self, ConfigError> {
-        let mut provider = ProviderConfig::default();
-        let mut consumer = ConsumerConfig::default();
-
-        let role = p
-            .take_with("Server_type", |v| match v.to_ascii_lowercase().as_str() {
-                "provider" => Ok(Role::Provider),
-                "consumer" => Ok(Role::Consumer),
-                "both" => Ok(Role::Both),
-                _ => Err("expected provider, consumer or both".to_owned()),
-            })?
-            .unwrap_or_default();
-        let registry = p
-            .take_with("Config_center_url", |v| {
-                split_list(v)
-                    .map(|a| {
-                        if a.rsplit_once(':')
-                            .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok())
-                        {
-                            Ok(a.to_owned())
-                        } else {
-                            Err(format!("`{a}` is not host:port"))
-                        }
-                    })
-                    .collect()
-            })?
-            .unwrap_or_default();
-        if let Some(bind) = p.take_with("Provider_bind", |v| {
-            v.parse::<IpAddr>()
-                .map_err(|_| "expected an IP address such as 0.0.0.0 or 127.0.0.1".to_owned())
-        })? {
-            provider.bind = bind;
-        }
-        if let Some(port) = p.take_with("Provider_port", |v| {
-            v.parse::<u16>()
-                .map_err(|_| "expected a port number from 0 to 65535".to_owned())
-        })? {
-            provider.port = port;
-        }
-        if let Some(weight) = p.take_with("Provider_weight", |v| match v.parse::<u32>() {
-            Ok(w) if (1..=1_000_000).contains(&w) => Ok(w),
-            _ => Err("expected a weight from 1 to 1000000".to_owned()),
-        })? {
-            provider.weight = weight;
-        }
-        if let Some(timeout) = p.take_with("Provider_session_timeout", positive_millis)? {
-            consumer.timeout = timeout;
-        }
-        if let Some(list) = p.take_with("Provider_addresses", |v| {
-            split_list(v)
-                .map(resolve_addr)
-                .collect::<Result<Vec<_>, _>>()
-        })? {
-            consumer.static_providers = list;
-        }
-        if let Some(tick) = p.take_with("Tick_time", positive_millis)? {
-            provider.tick = tick;
-            consumer.tick = tick;
-        }
-        if let Some(again) = p.take_with("Again_time", |v| match v.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => Ok(n),
-            _ => Err("expected a count from 1 to 1000".to_owned()),
-        })? {
-            provider.again = again;
-            consumer.again = again;
-        }
-        provider.ip_include = p.take_with("Ip_include_pattern", compile_pattern)?;
-        provider.ip_exclude = p.take_with("Ip_exclude_pattern", compile_pattern)?;
-        if let Some(policy) = p.take_with("Consumer_policy", |v| {
-            BalancePolicy::from_name(v)
-                .ok_or_else(|| format!("expected one of {}", BalancePolicy::NAMES.join(", ")))
-        })? {
-            consumer.policy = policy;
-        }
-        provider.monitor_log = p.take_bool("Monitor_log")?.unwrap_or(false);
-        if let Some(format) = p.take_with("Serialization", |v| {
-            Serialization::from_name(v).ok_or_else(|| "expected msgpack or json".to_owned())
-        })? {
-            consumer.serialization = format;
-        }
-        if let Some(algorithm) = p.take_with("Compression", |v| {
-            Compression::from_name(v).ok_or_else(|| "expected none or lz4".to_owned())
-        })? {
-            provider.compression.algorithm = algorithm;
-            consumer.compression.algorithm = algorithm;
-        }
-        if let Some(threshold) = p.take_u64("Compress_threshold")? {
-            provider.compression.threshold = threshold as usize;
-            consumer.compression.threshold = threshold as usize;
-        }
-        if let Some(max) = p.take_with("Max_frame_size", |v| match v.parse::<usize>() {
-            Ok(n) if (1024..=u32::MAX as usize).contains(&n) => Ok(n),
-            _ => Err("expected a size in bytes from 1024 to 4294967295".to_owned()),
-        })? {
-            provider.max_frame_size = max;
-            consumer.max_frame_size = max;
-        }
-        if let Some(max) = p.take_with("Max_concurrent_requests", |v| match v.parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(n),
-            _ => Err("expected a positive integer".to_owned()),
-        })? {
-            provider.max_concurrent_requests = max;
-        }
-        if let Some(timeout) = p.take_millis("Shutdown_timeout")? {
-            provider.shutdown_timeout = timeout;
-        }
-        if let Some(retries) = p.take_with("Retries", |v| match v.parse::<u32>() {
-            Ok(n) if n <= 10 => Ok(n),
-            _ => Err("expected a count from 0 to 10".to_owned()),
-        })? {
-            consumer.retries = retries;
-        }
-        if let Some(timeout) = p.take_with("Connect_timeout", positive_millis)? {
-            consumer.connect_timeout = timeout;
-        }
-        let application = p
-            .take_with("Application", |v| {
-                if v.chars().all(|c| c.is_ascii_graphic()) {
-                    Ok(v.to_owned())
-                } else {
-                    Err("expected a name without spaces or control characters".to_owned())
-                }
-            })?
-            .unwrap_or_default();
-        consumer.cache_file = p.take_with("Discovery_cache_file", |v| {
-            Ok(if v.eq_ignore_ascii_case("none") {
-                std::path::PathBuf::new()
-            } else {
-                std::path::PathBuf::from(v)
-            })
-        })?;
-        let metadata = p.take_prefixed("Metadata.").into_iter().collect();
-        Ok(RpcConfig {
-            role,
-            registry,
-            provider,
-            consumer,
-            application,
-            metadata,
-        })
-    }
-}
-
-fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty())
-}
-
-fn positive_millis(value: &str) -> Result<Duration, String> {
-    match parse_millis(value)? {
-        d if d.is_zero() => Err("must be greater than zero".to_owned()),
-        d => Ok(d),
-    }
-}
-
-fn compile_pattern(value: &str) -> Result<regex_lite::Regex, String> {
-    regex_lite::Regex::new(value).map_err(|e| format!("not a valid regular expression: {e}"))
-}
-
-/// Resolves `host:port` to one socket address.
-pub fn resolve_addr(value: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = value.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    value
-        .to_socket_addrs()
-        .map_err(|e| format!("`{value}` is not a reachable host:port: {e}"))?
-        .next()
-        .ok_or_else(|| format!("`{value}` resolves to no address"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_follow_the_documented_values() {
-        let config = RpcConfig::parse("", "empty").unwrap();
-        assert_eq!(config.role, Role::Provider);
-        assert_eq!(config.provider.port, 9999);
-        assert_eq!(config.consumer.timeout, Duration::from_millis(9000));
-        assert_eq!(config.consumer.tick, Duration::from_millis(3000));
-        assert_eq!(config.consumer.again, 3);
-        assert!(config.registry.is_empty());
-    }
-
-    #[test]
-    fn a_full_file_is_read_into_both_roles() {
-        let text = "\
-Server_type=both
-Config_center_url=127.0.0.1:7000, 127.0.0.1:7001
-Provider_bind=127.0.0.1
-Provider_port=0
-Provider_session_timeout=1500
-Provider_addresses=127.0.0.1:9001,127.0.0.1:9002
-Tick_time=200
-Again_time=5
-Ip_include_pattern=172\\.17\\.138\\..*|192\\.168\\.0\\..*
-Consumer_policy=rotate
-Monitor_log=true
-Serialization=json
-Compression=lz4
-Compress_threshold=1024
-Retries=0
-";
-        let c = RpcConfig::parse(text, "full.properties").unwrap();
-        assert_eq!(c.role, Role::Both);
-        assert_eq!(c.registry, vec!["127.0.0.1:7000", "127.0.0.1:7001"]);
-        assert_eq!(c.provider.bind_addr(), "127.0.0.1:0".parse().unwrap());
-        assert_eq!(c.consumer.timeout, Duration::from_millis(1500));
-        assert_eq!(c.consumer.static_providers.len(), 2);
-        assert_eq!(c.provider.tick, Duration::from_millis(200));
-        assert_eq!(c.consumer.again, 5);
-        assert!(c.provider.ip_include.unwrap().is_match("192.168.0.7"));
-        assert_eq!(c.consumer.policy, BalancePolicy::RoundRobin);
-        assert!(c.provider.monitor_log);
-        assert_eq!(c.consumer.serialization, Serialization::Json);
-        assert_eq!(c.consumer.compression.algorithm, Compression::Lz4);
-        assert_eq!(c.provider.compression.threshold, 1024);
-        assert_eq!(c.consumer.retries, 0);
-    }
-
-    #[test]
-    fn each_invalid_line_is_reported_with_its_position() {
-        let cases = [
-            (
-                "Provider_port=99999",
-                "Provider_port",
-                "expected a port number",
-            ),
-            (
-                "Consumer_policy=fastest",
-                "Consumer_policy",
-                "expected one of random",
-            ),
-            (
-                "Serialization=xml",
-                "Serialization",
-                "expected msgpack or json",
-            ),
-            ("Tick_time=0", "Tick_time", "must be greater than zero"),
-            (
-                "Ip_exclude_pattern=(",
-                "Ip_exclude_pattern",
-                "not a valid regular expression",
-            ),
-            (
-                "Provider_addresses=nowhere",
-                "Provider_addresses",
-                "not a reachable host:port",
-            ),
-            (
-                "Config_center_url=host",
-                "Config_center_url",
-                "is not host:port",
-            ),
-        ];
-        for (line, key, reason) in cases {
-            let text = format!("# first line\n{line}\n");
-            let err = RpcConfig::parse(&text, "bad.properties").unwrap_err();
-            assert_eq!(
-                (err.origin.as_str(), err.line),
-                ("bad.properties", 2),
-                "{line}"
-            );
-            assert_eq!(err.key, key, "{line}");
-            assert!(err.reason.contains(reason), "{line}: {err}");
-        }
-    }
-
-    #[test]
-    fn unknown_keys_are_errors() {
-        let err = RpcConfig::parse("Tick_tme=5", "f").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "f:1: key `Tick_tme`: unknown key; did you mean `Tick_time`?"
-        );
-    }
-
-    #[test]
-    fn application_labels_and_the_cache_file_are_read() {
-        let c = RpcConfig::parse(
-            "Application=orders\nMetadata.zone=eu-1\nmetadata.Build=42\nDiscovery_cache_file=/tmp/x.cache\n",
-            "t",
-        )
-        .unwrap();
-        assert_eq!(c.application, "orders");
-        assert_eq!(c.metadata.get("zone").map(String::as_str), Some("eu-1"));
-        assert_eq!(c.metadata.get("Build").map(String::as_str), Some("42"));
-        assert_eq!(c.consumer.cache_file, Some("/tmp/x.cache".into()));
-        let off = RpcConfig::parse("Discovery_cache_file=none\n", "t").unwrap();
-        assert_eq!(off.consumer.cache_file, Some(std::path::PathBuf::new()));
-        assert!(RpcConfig::parse("Application=two words\n", "t").is_err());
-        assert!(
-            RpcConfig::parse("Metadata.=x\n", "t").is_err(),
-            "a label needs a name"
-        );
-    }
-}

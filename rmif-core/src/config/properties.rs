@@ -2,42 +2,12 @@
 //! configuration error can name the file, the line and the key.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::Path;
 
 use java_properties::{LineContent, PropertiesIter};
 
-/// An invalid configuration: where it is and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    /// The file (or "command line").
-    pub origin: String,
-    /// 1-based line, or 0 when the problem is not on one line.
-    pub line: usize,
-    /// The key involved, or empty.
-    pub key: String,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.origin)?;
-        if self.line > 0 {
-            write!(f, ":{}", self.line)?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": key `{}`", self.key)?;
-        }
-        write!(f, ": {}", self.reason)
-    }
-}
-
-impl From<ConfigError> for crate::Error {
-    fn from(error: ConfigError) -> Self {
-        crate::Error::Config(error.to_string())
-    }
-}
+use super::error::ConfigError;
+use super::values::parse_millis;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -257,25 +227,6 @@ impl Properties {
     }
 }
 
-/// Parses `3000`, `3000ms` or `3s` as a duration.
-pub fn parse_millis(value: &str) -> Result<std::time::Duration, String> {
-    let value = value.trim();
-    let (number, scale) = if let Some(n) = value.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = value.strip_suffix('s') {
-        (n, 1000)
-    } else {
-        (value, 1)
-    };
-    number
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .map(std::time::Duration::from_millis)
-        .ok_or_else(|| "expected milliseconds, like 3000, 3000ms or 3s".to_owned())
-}
-
 fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     let key = key.to_ascii_lowercase();
     known
@@ -353,16 +304,5 @@ mod tests {
         let mut p = Properties::parse(&b"port=1\n"[..], "f").unwrap();
         p.set_override("PORT", "2");
         assert_eq!(p.take_u64("port").unwrap(), Some(2));
-    }
-
-    #[test]
-    fn millis_accepts_suffixes() {
-        assert_eq!(
-            parse_millis("250ms"),
-            Ok(std::time::Duration::from_millis(250))
-        );
-        assert_eq!(parse_millis("2s"), Ok(std::time::Duration::from_secs(2)));
-        assert!(parse_millis("-1").is_err());
-        assert!(parse_millis("99999999999999999999s").is_err());
     }
 }

@@ -159,15 +159,9 @@ impl ProviderConnection {
                 ),
             );
         };
-        let Some(format) = Serialization::from_id(frame.header.serialization) else {
-            return self.refuse(
-                id,
-                Status::BadRequest,
-                format!(
-                    "unsupported serialization id {}; this provider supports msgpack (1) and json (2)",
-                    frame.header.serialization
-                ),
-            );
+        let format = match Serialization::of_request(frame.header.serialization) {
+            Ok(format) => format,
+            Err(reason) => return self.refuse(id, Status::BadRequest, reason),
         };
         let body = match decompress(
             frame.header.compression,

@@ -1,0 +1,48 @@
+//! Parsers of single configuration values that any source (a file, a command line) can share.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// Parses `3000`, `3000ms` or `3s` as a duration.
+pub fn parse_millis(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let (number, scale) = if let Some(n) = value.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = value.strip_suffix('s') {
+        (n, 1000)
+    } else {
+        (value, 1)
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .map(Duration::from_millis)
+        .ok_or_else(|| "expected milliseconds, like 3000, 3000ms or 3s".to_owned())
+}
+
+/// Resolves `host:port` to one socket address.
+pub fn resolve_addr(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    value
+        .to_socket_addrs()
+        .map_err(|e| format!("`{value}` is not a reachable host:port: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{value}` resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_accepts_suffixes() {
+        assert_eq!(parse_millis("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_millis("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_millis("-1").is_err());
+        assert!(parse_millis("99999999999999999999s").is_err());
+    }
+}
