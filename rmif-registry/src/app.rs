@@ -169,8 +169,10 @@ impl App {
     }
 
     /// Starts what `Server_type` says: binds the provider's port and announces its services
-    /// (when it provides), and sets up discovery for its stubs (when it consumes). Returns once
-    /// the providers are announced.
+    /// (when it provides, and was given services), and sets up discovery for its stubs (when it
+    /// consumes). Returns once the providers are announced.
+    ///
+    /// A `provider` given no service, or a `consumer` given one, is an [`AppError::Role`].
     pub async fn start(self) -> Result<RunningApp, AppError> {
         let role = self.config.role;
         if !provides(role) && self.provided > 0 {
@@ -183,7 +185,18 @@ impl App {
                 ),
             });
         }
-        let (server, registration) = if provides(role) {
+        if role == Role::Provider && self.provided == 0 {
+            return Err(AppError::Role {
+                role: role_name(role),
+                what: "no service was added to provide; add one with App::provide, or set \
+                       Server_type=consumer"
+                    .to_owned(),
+            });
+        }
+        // A process that both provides and consumes but was given nothing to provide (one
+        // properties file shared by a fleet, say) binds no port: an empty provider would only
+        // hold a port and announce nothing.
+        let (server, registration) = if provides(role) && self.provided > 0 {
             let server = self.server.serve().await.map_err(AppError::Serve)?;
             match announce(&server, &self.config).await {
                 Ok(registration) => (Some(server), registration),
