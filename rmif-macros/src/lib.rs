@@ -6,6 +6,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod attrs;
+mod bytes;
 mod expand;
 mod model;
 
@@ -33,6 +34,12 @@ use proc_macro::TokenStream;
 /// (may be retried on another provider after a connection failure), `oneway` (no answer; the
 /// method must return `Result<(), E>`). A method returning `Result<rmif_core::Streaming<T, E>, E>`
 /// is a server stream.
+///
+/// Byte payloads travel as MessagePack `bin`: an argument, result or stream item of type
+/// `Vec<u8>` or `Box<[u8]>` (or an alias of one), and any type that serializes as bytes itself
+/// (`serde_bytes::ByteBuf`, `bytes::Bytes` with bytes' `serde` feature, a field with
+/// `#[serde(with = "serde_bytes")]`). A `Vec<u8>` or `Box<[u8]>` written inside another type
+/// (`Option<Vec<u8>>`) would travel as an array of integers; the macro warns there.
 #[proc_macro_attribute]
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     let attr = proc_macro2::TokenStream::from(attr);

@@ -261,6 +261,8 @@ fn check_owned(ty: &Type) -> syn::Result<()> {
                             GenericArgument::Lifetime(_) => {
                                 return Err(syn::Error::new_spanned(ty, BORROWED));
                             }
+                            // A slice behind a pointer (`Box<[u8]>`, `Arc<[T]>`) is owned.
+                            GenericArgument::Type(Type::Slice(slice)) => check_owned(&slice.elem)?,
                             GenericArgument::Type(inner) => check_owned(inner)?,
                             _ => {}
                         }
@@ -278,13 +280,5 @@ fn check_owned(ty: &Type) -> syn::Result<()> {
             "arguments of rmif service methods must be sized, owned types (for example `Vec<T>`)",
         )),
         _ => Ok(()),
-    }
-}
-
-/// True for `Vec<u8>`, which travels as bytes rather than as a sequence of integers.
-pub(crate) fn is_byte_vec(ty: &Type) -> bool {
-    match last_segment_args(ty, "Vec").as_deref() {
-        Some([Type::Path(inner)]) => inner.qself.is_none() && inner.path.is_ident("u8"),
-        _ => false,
     }
 }
