@@ -55,12 +55,17 @@ fn expand_service(
     item: proc_macro2::TokenStream,
 ) -> syn::Result<proc_macro2::TokenStream> {
     let options = attrs::ServiceOptions::parse(attr)?;
-    let item: syn::ItemTrait = syn::parse2(item).map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            "#[service] applies to a trait: `#[service] pub trait Calculator { … }`",
-        )
-    })?;
+    // An item that does not parse is reported as syn reports it; one that parses but is not a
+    // trait gets the rule.
+    let item = match syn::parse2(item)? {
+        syn::Item::Trait(item) => item,
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                "#[service] applies to a trait: `#[service] pub trait Calculator { … }`",
+            ));
+        }
+    };
     let service = model::Service::from_trait(item, options)?;
     Ok(expand::expand(&service))
 }

@@ -1,7 +1,6 @@
 //! The service as the macro understands it, built from the trait while enforcing the rules a
 //! remote service must follow (each with an error that says what to write instead).
 
-use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{
     FnArg, GenericArgument, Ident, ItemTrait, PathArguments, ReturnType, Signature, TraitItem,
@@ -138,12 +137,14 @@ impl Method {
                     check_owned(&typed.ty)?;
                     arg_types.push((*typed.ty).clone());
                 }
+                // syn refuses a second receiver before the macro sees it (the ui case
+                // variadic_or_second_receiver shows its message); kept for completeness.
                 FnArg::Receiver(receiver) => {
                     return Err(syn::Error::new_spanned(receiver, "unexpected receiver"));
                 }
             }
         }
-        let (ok, err) = split_result(&sig.output)?;
+        let (ok, err) = split_result(sig)?;
         let stream_item = streaming_item(&ok);
         let kind = match (options.oneway, stream_item) {
             (Some(span), Some(_)) => {
@@ -184,12 +185,15 @@ fn fnv1a32(name: &str) -> u32 {
     })
 }
 
-/// Splits `Result<T, E>` into `T` and `E`.
-fn split_result(output: &ReturnType) -> syn::Result<(Type, Type)> {
+/// Splits the method's `Result<T, E>` into `T` and `E`.
+fn split_result(sig: &Signature) -> syn::Result<(Type, Type)> {
     const EXPECTED: &str = "rmif service methods return `Result<T, E>` where `E: From<rmif_core::Error>`, so that transport failures reach the caller";
-    let ty = match output {
+    let ty = match &sig.output {
         ReturnType::Type(_, ty) => &**ty,
-        ReturnType::Default => return Err(syn::Error::new(output_span(output), EXPECTED)),
+        // Where the return type would be written: after the parameters.
+        ReturnType::Default => {
+            return Err(syn::Error::new(sig.paren_token.span.close(), EXPECTED));
+        }
     };
     let args =
         last_segment_args(ty, "Result").ok_or_else(|| syn::Error::new_spanned(ty, EXPECTED))?;
@@ -199,13 +203,6 @@ fn split_result(output: &ReturnType) -> syn::Result<(Type, Type)> {
             ty,
             "write both parameters of the result, `Result<T, E>`: the error type must be explicit",
         )),
-    }
-}
-
-fn output_span(output: &ReturnType) -> Span {
-    match output {
-        ReturnType::Default => Span::call_site(),
-        ReturnType::Type(arrow, _) => arrow.span(),
     }
 }
 
