@@ -14,7 +14,6 @@ mod dispatch;
 #[path = "generated/wire.rs"]
 mod wire;
 
-pub use async_trait::async_trait;
 pub use dispatch::{oneway, server_stream, unary};
 pub use wire::{FromWire, ToWire};
 

@@ -32,6 +32,8 @@ pub(crate) struct Method {
     pub(crate) name: Ident,
     pub(crate) sig: Signature,
     pub(crate) arg_types: Vec<Type>,
+    /// The return type as written: `Result<ok, err>`.
+    pub(crate) output: Type,
     pub(crate) ok: Type,
     pub(crate) err: Type,
     pub(crate) kind: MethodKind,
@@ -144,7 +146,7 @@ impl Method {
                 }
             }
         }
-        let (ok, err) = split_result(sig)?;
+        let (output, ok, err) = split_result(sig)?;
         let stream_item = streaming_item(&ok);
         let kind = match (options.oneway, stream_item) {
             (Some(span), Some(_)) => {
@@ -169,6 +171,7 @@ impl Method {
             name: sig.ident.clone(),
             sig: sig.clone(),
             arg_types,
+            output,
             ok,
             err,
             kind,
@@ -185,8 +188,8 @@ fn fnv1a32(name: &str) -> u32 {
     })
 }
 
-/// Splits the method's `Result<T, E>` into `T` and `E`.
-fn split_result(sig: &Signature) -> syn::Result<(Type, Type)> {
+/// The method's return type, `Result<T, E>`, then `T` and `E`.
+fn split_result(sig: &Signature) -> syn::Result<(Type, Type, Type)> {
     const EXPECTED: &str = "rmif service methods return `Result<T, E>` where `E: From<rmif_core::Error>`, so that transport failures reach the caller";
     let ty = match &sig.output {
         ReturnType::Type(_, ty) => &**ty,
@@ -198,7 +201,7 @@ fn split_result(sig: &Signature) -> syn::Result<(Type, Type)> {
     let args =
         last_segment_args(ty, "Result").ok_or_else(|| syn::Error::new_spanned(ty, EXPECTED))?;
     match args.as_slice() {
-        [ok, err] => Ok((ok.clone(), err.clone())),
+        [ok, err] => Ok((ty.clone(), ok.clone(), err.clone())),
         _ => Err(syn::Error::new_spanned(
             ty,
             "write both parameters of the result, `Result<T, E>`: the error type must be explicit",

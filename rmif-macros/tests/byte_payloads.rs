@@ -48,7 +48,6 @@ pub trait Blobs {
 
 struct Echo;
 
-#[rmif_core::async_trait]
 impl Blobs for Echo {
     async fn vec(&self, body: Vec<u8>) -> Result<Vec<u8>, BlobError> {
         Ok(body)

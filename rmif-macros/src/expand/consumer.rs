@@ -2,16 +2,17 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{FnArg, Pat, PatIdent, PatType};
 
-use super::{Names, arg_names};
+use super::{Names, arg_names, renamed_signature};
 use crate::model::{Method, MethodKind, Service};
 
 pub(crate) fn expand(service: &Service, names: &Names) -> TokenStream {
     let krate = &service.options.krate;
     let trait_name = &service.item.ident;
     let vis = &service.item.vis;
-    let Names { provider, consumer } = names;
+    let Names {
+        provider, consumer, ..
+    } = names;
     let methods = service
         .methods
         .iter()
@@ -66,7 +67,6 @@ pub(crate) fn expand(service: &Service, names: &Names) -> TokenStream {
             }
         }
 
-        #[#krate::__private::async_trait]
         impl #trait_name for #consumer {
             #(#methods)*
         }
@@ -74,25 +74,8 @@ pub(crate) fn expand(service: &Service, names: &Names) -> TokenStream {
 }
 
 fn stub_method(krate: &syn::Path, index: usize, method: &Method) -> TokenStream {
-    let mut sig = method.sig.clone();
+    let sig = renamed_signature(method);
     let names = arg_names(method);
-    for (input, name) in sig
-        .inputs
-        .iter_mut()
-        .filter(|i| matches!(i, FnArg::Typed(_)))
-        .zip(&names)
-    {
-        if let FnArg::Typed(PatType { pat, attrs, .. }) = input {
-            attrs.clear();
-            **pat = Pat::Ident(PatIdent {
-                attrs: Vec::new(),
-                by_ref: None,
-                mutability: None,
-                ident: name.clone(),
-                subpat: None,
-            });
-        }
-    }
     let args = if names.is_empty() {
         quote!(&[(); 0])
     } else {
