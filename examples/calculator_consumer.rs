@@ -73,7 +73,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let calculator: Arc<dyn Calculator> = Arc::new(CalculatorConsumer::new(&client));
+    let calculator = Arc::new(CalculatorConsumer::new(&client));
     let (calls, ok) = match options.calls {
         None => show_each_kind(calculator).await,
         Some(calls) => add_many(calculator, calls, options.concurrency).await,
@@ -88,7 +88,7 @@ async fn main() -> ExitCode {
 
 /// One call of each kind, printed; the division by zero is expected to fail with the
 /// application's own error.
-async fn show_each_kind(calculator: Arc<dyn Calculator>) -> (u64, u64) {
+async fn show_each_kind(calculator: Arc<impl Calculator>) -> (u64, u64) {
     let mut ok = 0;
     match calculator.add(40, 2).await {
         Ok(sum) => {
@@ -115,7 +115,11 @@ async fn show_each_kind(calculator: Arc<dyn Calculator>) -> (u64, u64) {
 }
 
 /// `calls` additions, `concurrency` at a time, each answer checked.
-async fn add_many(calculator: Arc<dyn Calculator>, calls: u64, concurrency: u64) -> (u64, u64) {
+async fn add_many(
+    calculator: Arc<impl Calculator + 'static>,
+    calls: u64,
+    concurrency: u64,
+) -> (u64, u64) {
     let workers = concurrency.min(calls);
     let tasks: Vec<_> = (0..workers)
         .map(|worker| {

@@ -27,7 +27,6 @@ struct Counted {
     served: Arc<AtomicU64>,
 }
 
-#[rmif_core::async_trait]
 impl Calculator for Counted {
     async fn add(&self, a: u64, b: u64) -> Result<u64, CalcError> {
         self.served.fetch_add(1, Ordering::Relaxed);
@@ -106,7 +105,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let mut consumer_config = config.clone();
     consumer_config.consumer.policy = BalancePolicy::RoundRobin;
     let client = consumer_client(&consumer_config)?;
-    let calculator: Arc<dyn Calculator> = Arc::new(CalculatorConsumer::new(&client));
+    let calculator = CalculatorConsumer::new(&client);
 
     let (mut calls, mut ok) = (0u64, 0u64);
     let mut check = |good: bool| {

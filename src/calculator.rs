@@ -37,7 +37,6 @@ pub trait Calculator {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Arithmetic;
 
-#[rmif_core::async_trait]
 impl Calculator for Arithmetic {
     async fn add(&self, a: u64, b: u64) -> Result<u64, CalcError> {
         a.checked_add(b).ok_or(CalcError::Overflow(a, b))

@@ -59,7 +59,7 @@ async fn consumers_follow_providers_as_they_come_and_go() {
     let (first, first_registration) = provider(&config).await;
 
     let client = consumer_client(&config).unwrap();
-    let calculator: Arc<dyn Calculator> = Arc::new(CalculatorConsumer::new(&client));
+    let calculator = Arc::new(CalculatorConsumer::new(&client));
     assert_eq!(calculator.add(1, 2).await.unwrap(), 3);
 
     // A second provider appears: the consumer starts using it without being told.

@@ -23,7 +23,6 @@
 //!
 //! struct Local;
 //!
-//! #[rmif_core::async_trait]
 //! impl Calculator for Local {
 //!     async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError> {
 //!         a.checked_div(b).ok_or(CalcError::DivisionByZero)
@@ -90,14 +89,13 @@ mod service;
 mod sync;
 mod transport;
 
-pub use async_trait::async_trait;
 pub use client::{Client, ClientBuilder, ServiceClient, Stub};
 pub use compress::{Compression, CompressionPolicy};
 pub use config::{ConfigError, ConsumerConfig, ProviderConfig, Role, RpcConfig};
 pub use context::CallContext;
 pub use discovery::{Discovery, ProviderInfo, ProviderSet, StaticDiscovery};
 pub use error::{Error, Result};
-pub use rmif_macros::service;
+pub use rmif_macros::{async_trait, service};
 pub use serialize::Serialization;
 pub use server::{Server, ServerBuilder, ServerHandle, ShutdownReport, shutdown_signal};
 pub use service::{

@@ -30,7 +30,6 @@ pub trait Adder {
 
 struct Local;
 
-#[rmif_core::async_trait]
 impl Adder for Local {
     async fn add(&self, a: u64, b: u64) -> Result<u64, AddError> {
         Ok(a + b)

@@ -25,7 +25,16 @@ impl ServiceOptions {
         for meta in metas {
             let key = meta_key(&meta);
             match key.as_str() {
-                "name" => options.name = Some(string_value(&meta)?),
+                "name" => {
+                    let name = string_value(&meta)?;
+                    if name.is_empty() {
+                        return Err(syn::Error::new_spanned(
+                            &meta,
+                            "service name must not be empty",
+                        ));
+                    }
+                    options.name = Some(name);
+                }
                 "group" => options.group = string_value(&meta)?,
                 "version" => options.version = string_value(&meta)?,
                 "crate" => {
@@ -43,12 +52,6 @@ impl ServiceOptions {
                     ));
                 }
             }
-        }
-        if options.name.as_deref() == Some("") {
-            return Err(syn::Error::new(
-                Span::call_site(),
-                "service name must not be empty",
-            ));
         }
         Ok(options)
     }

@@ -1,7 +1,6 @@
 //! The service as the macro understands it, built from the trait while enforcing the rules a
 //! remote service must follow (each with an error that says what to write instead).
 
-use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{
     FnArg, GenericArgument, Ident, ItemTrait, PathArguments, ReturnType, Signature, TraitItem,
@@ -33,6 +32,8 @@ pub(crate) struct Method {
     pub(crate) name: Ident,
     pub(crate) sig: Signature,
     pub(crate) arg_types: Vec<Type>,
+    /// The return type as written: `Result<ok, err>`.
+    pub(crate) output: Type,
     pub(crate) ok: Type,
     pub(crate) err: Type,
     pub(crate) kind: MethodKind,
@@ -138,12 +139,14 @@ impl Method {
                     check_owned(&typed.ty)?;
                     arg_types.push((*typed.ty).clone());
                 }
+                // syn refuses a second receiver before the macro sees it (the ui case
+                // variadic_or_second_receiver shows its message); kept for completeness.
                 FnArg::Receiver(receiver) => {
                     return Err(syn::Error::new_spanned(receiver, "unexpected receiver"));
                 }
             }
         }
-        let (ok, err) = split_result(&sig.output)?;
+        let (output, ok, err) = split_result(sig)?;
         let stream_item = streaming_item(&ok);
         let kind = match (options.oneway, stream_item) {
             (Some(span), Some(_)) => {
@@ -168,6 +171,7 @@ impl Method {
             name: sig.ident.clone(),
             sig: sig.clone(),
             arg_types,
+            output,
             ok,
             err,
             kind,
@@ -184,28 +188,24 @@ fn fnv1a32(name: &str) -> u32 {
     })
 }
 
-/// Splits `Result<T, E>` into `T` and `E`.
-fn split_result(output: &ReturnType) -> syn::Result<(Type, Type)> {
+/// The method's return type, `Result<T, E>`, then `T` and `E`.
+fn split_result(sig: &Signature) -> syn::Result<(Type, Type, Type)> {
     const EXPECTED: &str = "rmif service methods return `Result<T, E>` where `E: From<rmif_core::Error>`, so that transport failures reach the caller";
-    let ty = match output {
+    let ty = match &sig.output {
         ReturnType::Type(_, ty) => &**ty,
-        ReturnType::Default => return Err(syn::Error::new(output_span(output), EXPECTED)),
+        // Where the return type would be written: after the parameters.
+        ReturnType::Default => {
+            return Err(syn::Error::new(sig.paren_token.span.close(), EXPECTED));
+        }
     };
     let args =
         last_segment_args(ty, "Result").ok_or_else(|| syn::Error::new_spanned(ty, EXPECTED))?;
     match args.as_slice() {
-        [ok, err] => Ok((ok.clone(), err.clone())),
+        [ok, err] => Ok((ty.clone(), ok.clone(), err.clone())),
         _ => Err(syn::Error::new_spanned(
             ty,
             "write both parameters of the result, `Result<T, E>`: the error type must be explicit",
         )),
-    }
-}
-
-fn output_span(output: &ReturnType) -> Span {
-    match output {
-        ReturnType::Default => Span::call_site(),
-        ReturnType::Type(arrow, _) => arrow.span(),
     }
 }
 
@@ -261,6 +261,8 @@ fn check_owned(ty: &Type) -> syn::Result<()> {
                             GenericArgument::Lifetime(_) => {
                                 return Err(syn::Error::new_spanned(ty, BORROWED));
                             }
+                            // A slice behind a pointer (`Box<[u8]>`, `Arc<[T]>`) is owned.
+                            GenericArgument::Type(Type::Slice(slice)) => check_owned(&slice.elem)?,
                             GenericArgument::Type(inner) => check_owned(inner)?,
                             _ => {}
                         }
@@ -278,13 +280,5 @@ fn check_owned(ty: &Type) -> syn::Result<()> {
             "arguments of rmif service methods must be sized, owned types (for example `Vec<T>`)",
         )),
         _ => Ok(()),
-    }
-}
-
-/// True for `Vec<u8>`, which travels as bytes rather than as a sequence of integers.
-pub(crate) fn is_byte_vec(ty: &Type) -> bool {
-    match last_segment_args(ty, "Vec").as_deref() {
-        Some([Type::Path(inner)]) => inner.qself.is_none() && inner.path.is_ident("u8"),
-        _ => false,
     }
 }

@@ -17,7 +17,6 @@ pub trait Greeter {
 
 struct English;
 
-#[renamed_core::async_trait]
 impl Greeter for English {
     async fn greet(&self, name: String) -> Result<String, GreetError> {
         Ok(format!("hello, {name}"))

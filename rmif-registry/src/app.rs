@@ -78,7 +78,6 @@ fn consumes(role: Role) -> bool {
 ///
 /// struct Polite;
 ///
-/// #[rmif_core::async_trait]
 /// impl Greeter for Polite {
 ///     async fn hello(&self, name: String) -> Result<String, rmif_core::Error> {
 ///         Ok(format!("hello, {name}"))

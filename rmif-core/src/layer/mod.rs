@@ -33,7 +33,6 @@
 //!
 //! struct Polite;
 //!
-//! #[rmif_core::async_trait]
 //! impl Greeter for Polite {
 //!     async fn hello(&self, name: String) -> Result<String, rmif_core::Error> {
 //!         Ok(format!("hello, {name}"))

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use rmif_core::{
-    Client, Compression, CompressionPolicy, Error, ProviderConfig, Serialization, ServiceKey,
+    Client, Compression, CompressionPolicy, Error, ProviderConfig, Serialization, Server,
+    ServiceKey,
 };
 
 use crate::support::*;
 
 /// Application code written against the trait, oblivious to where the implementation runs.
-async fn exercise(calc: Arc<dyn Calculator>) -> Vec<String> {
+async fn exercise(calc: &impl Calculator) -> Vec<String> {
     let mut seen = Vec::new();
     seen.push(format!("{:?}", calc.add(40, 2).await));
     seen.push(format!("{:?}", calc.div(9, 3).await));
@@ -28,15 +29,31 @@ async fn exercise(calc: Arc<dyn Calculator>) -> Vec<String> {
 #[tokio::test]
 async fn same_code_runs_against_local_and_remote_implementations() {
     let (server, _) = start_provider(ProviderConfig::loopback()).await;
-    let local: Arc<dyn Calculator> = Arc::new(LocalCalculator::default());
-    let remote: Arc<dyn Calculator> = Arc::new(consumer(&[&server]));
-    let local_results = exercise(local).await;
-    let remote_results = exercise(remote).await;
+    let local_results = exercise(&LocalCalculator::default()).await;
+    let remote_results = exercise(&consumer(&[&server])).await;
     assert_eq!(local_results, remote_results);
     assert!(
         local_results[2].contains("DivisionByZero"),
         "{local_results:?}"
     );
+
+    // Behind the one type that stands for any implementation, as a trait object would.
+    let either: [DynCalculator; 2] = [
+        DynCalculator::new(LocalCalculator::default()),
+        DynCalculator::from_arc(Arc::new(consumer(&[&server]))),
+    ];
+    for calc in &either {
+        assert_eq!(exercise(calc).await, local_results);
+    }
+
+    // A provider serving that type: here a relay to the first provider.
+    let relay = Server::builder(ProviderConfig::loopback())
+        .add_service(CalculatorProvider::new(either[1].clone()))
+        .serve()
+        .await
+        .unwrap();
+    assert_eq!(exercise(&consumer(&[&relay])).await, local_results);
+    relay.shutdown().await;
     server.shutdown().await;
 }
 

@@ -393,7 +393,6 @@ struct Relay {
     downstream_calls: Arc<AtomicUsize>,
 }
 
-#[rmif_core::async_trait]
 impl Front for Relay {
     async fn relay(&self) -> Result<(), Error> {
         *self.front_had.lock().unwrap() = CallContext::current().and_then(|c| c.remaining());

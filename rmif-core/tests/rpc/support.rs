@@ -67,7 +67,6 @@ impl Drop for DropCounter {
     }
 }
 
-#[rmif_core::async_trait]
 impl Calculator for LocalCalculator {
     async fn add(&self, a: u64, b: u64) -> Result<u64, CalcError> {
         Ok(a.wrapping_add(b))

@@ -12,5 +12,7 @@ impl From<rmif_core::Error> for MyError {
 #[rmif_core::service]
 pub trait Greeter {
     async fn greet(&self, name: &str) -> Result<String, MyError>;
+    // A lifetime inside a type borrows too.
+    async fn greet_all(&self, names: Vec<std::borrow::Cow<'static, str>>) -> Result<(), MyError>;
 }
 fn main() {}

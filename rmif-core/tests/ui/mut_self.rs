@@ -12,5 +12,7 @@ impl From<rmif_core::Error> for MyError {
 #[rmif_core::service]
 pub trait Counter {
     async fn bump(&mut self) -> Result<u64, MyError>;
+    async fn consume(self) -> Result<u64, MyError>;
+    async fn boxed(self: Box<Self>) -> Result<u64, MyError>;
 }
 fn main() {}

@@ -12,5 +12,6 @@ impl From<rmif_core::Error> for MyError {
 #[rmif_core::service]
 pub trait Calculator {
     async fn add(&self, a: u64, b: u64) -> u64;
+    async fn ping(&self);
 }
 fn main() {}

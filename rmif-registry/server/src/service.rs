@@ -177,7 +177,6 @@ fn unexpected(result: ActionResult) -> RegistryError {
     ))
 }
 
-#[rmif_core::async_trait]
 impl Registry for RegistryService {
     async fn create(&self, request: CreateRequest) -> Result<Created, RegistryError> {
         path::validate(&request.path)?;

@@ -23,7 +23,6 @@
 //!
 //! struct Parrot;
 //!
-//! #[rmif_core::async_trait]
 //! impl Echo for Parrot {
 //!     async fn echo(&self, text: String) -> Result<String, rmif_core::Error> {
 //!         Ok(text)

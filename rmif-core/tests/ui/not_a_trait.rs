@@ -1,0 +1,4 @@
+#[rmif_core::service]
+pub struct Calculator;
+
+fn main() {}
