@@ -1,33 +1,48 @@
 //! Calls the calculator.
 //!
 //! ```text
-//! cargo run --example calculator_consumer [CONFIG] [--calls N] [--concurrency C]
+//! cargo run --example calculator_consumer [CONFIG] [--calls N | --duration S] [--concurrency C]
 //! ```
 //!
 //! Providers come from the registry in `Config_center_url` if the file sets it, else from
-//! `Provider_addresses`. Without `--calls` it shows one call of each kind. With `--calls N` it makes N `add` calls
-//! (C at a time, 32 by default) and checks every answer. Either way the last line is
-//! `calls=N ok=K failed=F`; the exit code is non-zero if any call failed.
+//! `Provider_addresses`. Without `--calls` or `--duration` it shows one call of each kind. With
+//! `--calls N` it makes N `add` calls, with `--duration S` it makes them for S seconds (C at a
+//! time, 32 by default), checking every answer; Ctrl-C or SIGTERM ends the run early. Either
+//! way the last line is `calls=N ok=K failed=F`; the exit code is non-zero if any call failed.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
-use rmif_core::RpcConfig;
-use rmif_registry::discovery::consumer_client;
+use rmif_registry::App;
 use rmif_suite::calculator::{CalcError, Calculator, CalculatorConsumer};
+use tokio::time::Instant;
 
 const DEFAULT_CONFIG: &str = "examples/calculator.properties";
+const USAGE: &str =
+    "usage: calculator_consumer [CONFIG] [--calls N | --duration S] [--concurrency C]";
+
+/// How many calls to make.
+enum Run {
+    /// One of each kind, printed.
+    Show,
+    /// This many additions.
+    Calls(u64),
+    /// Additions until this much time has passed.
+    For(Duration),
+}
 
 struct Options {
     config: String,
-    calls: Option<u64>,
+    run: Run,
     concurrency: u64,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut options = Options {
         config: DEFAULT_CONFIG.to_owned(),
-        calls: None,
+        run: Run::Show,
         concurrency: 32,
     };
     let mut args = std::env::args().skip(1);
@@ -39,7 +54,8 @@ fn parse_options() -> Result<Options, String> {
                 .ok_or_else(|| format!("{flag} needs a positive number"))
         };
         match arg.as_str() {
-            "--calls" => options.calls = Some(number("--calls")?),
+            "--calls" => options.run = Run::Calls(number("--calls")?),
+            "--duration" => options.run = Run::For(Duration::from_secs(number("--duration")?)),
             "--concurrency" => options.concurrency = number("--concurrency")?,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             path => options.config = path.to_owned(),
@@ -54,31 +70,36 @@ async fn main() -> ExitCode {
     let options = match parse_options() {
         Ok(options) => options,
         Err(error) => {
-            eprintln!("calculator_consumer: {error}");
-            eprintln!("usage: calculator_consumer [CONFIG] [--calls N] [--concurrency C]");
+            eprintln!("calculator_consumer: {error}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    let config = match RpcConfig::load(&options.config) {
-        Ok(config) => config,
+    let started = match App::from_file(&options.config) {
+        Ok(app) => app.start().await,
+        Err(error) => Err(error),
+    };
+    let app = match started {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("calculator_consumer: {}", rmif_suite::error_chain(&error));
+            return ExitCode::FAILURE;
+        }
+    };
+    let calculator: CalculatorConsumer = match app.stub() {
+        Ok(stub) => stub,
         Err(error) => {
             eprintln!("calculator_consumer: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let client = match consumer_client(&config) {
-        Ok(client) => client,
-        Err(error) => {
-            eprintln!("calculator_consumer: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let calculator = Arc::new(CalculatorConsumer::new(&client));
-    let (calls, ok) = match options.calls {
-        None => show_each_kind(calculator).await,
-        Some(calls) => add_many(calculator, calls, options.concurrency).await,
+    let (calls, ok) = match options.run {
+        Run::Show => show_each_kind(&calculator).await,
+        Run::Calls(calls) => add_many(calculator, Some(calls), None, options.concurrency).await,
+        Run::For(time) => add_many(calculator, None, Some(time), options.concurrency).await,
     };
     println!("calls={calls} ok={ok} failed={}", calls - ok);
+    // Leave the registry's consumer map before exiting.
+    app.shutdown().await;
     if ok == calls {
         ExitCode::SUCCESS
     } else {
@@ -88,7 +109,7 @@ async fn main() -> ExitCode {
 
 /// One call of each kind, printed; the division by zero is expected to fail with the
 /// application's own error.
-async fn show_each_kind(calculator: Arc<impl Calculator>) -> (u64, u64) {
+async fn show_each_kind(calculator: &impl Calculator) -> (u64, u64) {
     let mut ok = 0;
     match calculator.add(40, 2).await {
         Ok(sum) => {
@@ -114,21 +135,33 @@ async fn show_each_kind(calculator: Arc<impl Calculator>) -> (u64, u64) {
     (3, ok)
 }
 
-/// `calls` additions, `concurrency` at a time, each answer checked.
+/// Additions, `concurrency` at a time, each answer checked: `limit` of them, or as many as fit
+/// in `time`, or until Ctrl-C or SIGTERM.
 async fn add_many(
-    calculator: Arc<impl Calculator + 'static>,
-    calls: u64,
+    calculator: CalculatorConsumer,
+    limit: Option<u64>,
+    time: Option<Duration>,
     concurrency: u64,
 ) -> (u64, u64) {
-    let workers = concurrency.min(calls);
+    let workers = limit.map_or(concurrency, |limit| concurrency.min(limit));
+    let deadline = time.map(|time| Instant::now() + time);
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..workers)
-        .map(|worker| {
+        .map(|_| {
             let calculator = calculator.clone();
+            let (stop, next) = (stop.clone(), next.clone());
             tokio::spawn(async move {
-                let mut ok = 0u64;
+                let (mut calls, mut ok) = (0u64, 0u64);
                 let mut first_error = None;
-                let mut i = worker;
-                while i < calls {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+                    if stop.load(Ordering::Relaxed) || limit.is_some_and(|l| i >= l) || out_of_time
+                    {
+                        break;
+                    }
+                    calls += 1;
                     match calculator.add(i, 1).await {
                         Ok(sum) if sum == i + 1 => ok += 1,
                         Ok(sum) => {
@@ -138,19 +171,27 @@ async fn add_many(
                             first_error.get_or_insert(error.to_string());
                         }
                     }
-                    i += workers;
                 }
-                (ok, first_error)
+                (calls, ok, first_error)
             })
         })
         .collect();
-    let mut ok = 0;
-    for task in tasks {
-        if let Ok((worker_ok, first_error)) = task.await {
-            ok += worker_ok;
-            if let Some(error) = first_error {
-                eprintln!("calculator_consumer: a call failed: {error}");
-            }
+    let finished = futures_util::future::join_all(tasks);
+    tokio::pin!(finished);
+    let results = tokio::select! {
+        results = &mut finished => results,
+        () = rmif_core::shutdown_signal() => {
+            // Calls in flight finish; no new one starts.
+            stop.store(true, Ordering::Relaxed);
+            finished.await
+        }
+    };
+    let (mut calls, mut ok) = (0, 0);
+    for (worker_calls, worker_ok, first_error) in results.into_iter().flatten() {
+        calls += worker_calls;
+        ok += worker_ok;
+        if let Some(error) = first_error {
+            eprintln!("calculator_consumer: a call failed: {error}");
         }
     }
     (calls, ok)

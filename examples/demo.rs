@@ -1,6 +1,7 @@
-//! The main demo: an embedded single-member registry, two calculator providers that announce
-//! themselves in it, and a consumer that finds them there. It makes calls, shows the load spread
-//! over both providers, withdraws one, and keeps calling the other.
+//! The main demo: an embedded single-member registry, three calculator providers that announce
+//! themselves in it, and a consumer that finds them there. It spreads calls over the three, then
+//! one provider crashes (SIGKILL, no goodbye) and another shuts down cleanly, and the consumer
+//! carries on through both.
 //!
 //! ```text
 //! cargo run --example demo
@@ -13,67 +14,134 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rmif_core::balance::BalancePolicy;
-use rmif_core::{ProviderConfig, RpcConfig, Server, ServerHandle};
-use rmif_registry::discovery::{Registration, announce, consumer_client};
+use rmif_core::RpcConfig;
+use rmif_registry::discovery::providers_path;
+use rmif_registry::{App, Consistency, RegistryClient};
 use rmif_registry_server::{RegistryConfig, RegistryServer};
 use rmif_suite::calculator::{
     Arithmetic, CalcError, Calculator, CalculatorConsumer, CalculatorProvider,
 };
+use tokio::time::Instant;
 
 /// A provider's calculator that counts the calls it serves.
 #[derive(Clone, Default)]
 struct Counted {
     served: Arc<AtomicU64>,
+    calculator: Arithmetic,
+}
+
+impl Counted {
+    fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
 }
 
 impl Calculator for Counted {
     async fn add(&self, a: u64, b: u64) -> Result<u64, CalcError> {
         self.served.fetch_add(1, Ordering::Relaxed);
-        Arithmetic.add(a, b).await
+        self.calculator.add(a, b).await
     }
 
     async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError> {
         self.served.fetch_add(1, Ordering::Relaxed);
-        Arithmetic.div(a, b).await
+        self.calculator.div(a, b).await
     }
 
     async fn echo(&self, body: Vec<u8>) -> Result<Vec<u8>, CalcError> {
         self.served.fetch_add(1, Ordering::Relaxed);
-        Arithmetic.echo(body).await
+        self.calculator.echo(body).await
+    }
+
+    async fn accumulate(&self, amount: u64) -> Result<u64, CalcError> {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        self.calculator.accumulate(amount).await
     }
 }
 
-struct Provider {
-    server: ServerHandle,
-    registration: Option<Registration>,
-    counter: Counted,
+/// The properties every process of the demo shares, as they would share a file: the registry,
+/// a free port for each provider, and heartbeats every 500 ms (a process that stops answering
+/// three of them is gone).
+fn properties(registry: &str, role: &str) -> String {
+    format!(
+        "Server_type={role}\nConfig_center_url={registry}\n\
+         Provider_bind=127.0.0.1\nProvider_port=0\n\
+         Tick_time=500\nAgain_time=3\nConsumer_policy=rotate\n"
+    )
 }
 
-async fn start_provider(config: &RpcConfig) -> Result<Provider, Box<dyn std::error::Error>> {
-    let counter = Counted::default();
-    let server = Server::builder(config.provider.clone())
-        .add_service(CalculatorProvider::new(counter.clone()))
-        .serve()
-        .await?;
-    let registration = announce(&server, config).await?;
-    Ok(Provider {
-        server,
-        registration,
-        counter,
-    })
-}
+/// The flag with which the demo runs itself as the provider that crashes.
+const CRASHING_PROVIDER: &str = "--crashing-provider";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     rmif_suite::init_logging();
-    match run().await {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(CRASHING_PROVIDER) {
+        let registry = args.next().unwrap_or_default();
+        return runtime.block_on(serve_until_killed(&registry));
+    }
+    match runtime.block_on(run()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("demo: {error}");
+            eprintln!("demo: {}", rmif_suite::error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Provider C: a process of its own, so that it can crash for real.
+async fn serve_until_killed(registry: &str) -> ExitCode {
+    let started = match RpcConfig::parse(&properties(registry, "provider"), "demo") {
+        Ok(config) => {
+            App::from_config(config)
+                .provide(CalculatorProvider::new(Arithmetic::new()))
+                .start()
+                .await
+        }
+        Err(error) => Err(error.into()),
+    };
+    match started {
+        Ok(app) => {
+            app.run().await;
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("demo provider C: {}", rmif_suite::error_chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The crashing provider's process, killed if the demo ends first.
+struct ChildProvider(std::process::Child);
+
+impl Drop for ChildProvider {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the registry lists `count` calculator providers.
+async fn wait_listed(registry: &RegistryClient, count: usize) -> Result<Vec<String>, String> {
+    let path = providers_path(&<CalculatorConsumer as rmif_core::Stub>::DESCRIPTOR.key());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = registry
+            .children(&path, Consistency::Linearizable)
+            .await
+            .map(|list| list.children)
+            .unwrap_or_default();
+        if listed.len() == count {
+            return Ok(listed);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the registry lists {listed:?}, not {count} providers"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -82,72 +150,101 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let data = tempfile::tempdir()?;
     let registry =
         RegistryServer::start(RegistryConfig::single("127.0.0.1:0".parse()?, data.path())).await?;
-    println!("registry    listening on {}", registry.client_addr());
+    let registry_addr = registry.client_addr().to_string();
+    let registry_client = RegistryClient::connect(&[registry.client_addr()]);
+    println!("registry    listening on {registry_addr}");
 
-    // Providers and the consumer share one configuration, as they would share a file.
-    let config = RpcConfig {
-        registry: vec![registry.client_addr().to_string()],
-        provider: ProviderConfig {
-            tick: Duration::from_millis(500),
-            again: 3,
-            ..ProviderConfig::loopback()
-        },
-        ..RpcConfig::default()
-    };
-
-    // 2. Two providers announce themselves in the registry.
-    let mut first = start_provider(&config).await?;
-    let second = start_provider(&config).await?;
-    println!("provider A  listening on {}", first.server.local_addr());
-    println!("provider B  listening on {}", second.server.local_addr());
+    // 2. Three providers announce themselves: A and B in this process, C in a process of its own.
+    let provider_config = RpcConfig::parse(&properties(&registry_addr, "provider"), "demo")?;
+    let (a, b) = (Counted::default(), Counted::default());
+    let provider_a = App::from_config(provider_config.clone())
+        .provide(CalculatorProvider::new(a.clone()))
+        .start()
+        .await?;
+    let provider_b = App::from_config(provider_config)
+        .provide(CalculatorProvider::new(b.clone()))
+        .start()
+        .await?;
+    let mut provider_c = ChildProvider(
+        std::process::Command::new(std::env::current_exe()?)
+            .args([CRASHING_PROVIDER, &registry_addr])
+            .stdin(std::process::Stdio::null())
+            .spawn()?,
+    );
+    println!("provider A  listening on {}", address(&provider_a));
+    println!("provider B  listening on {}", address(&provider_b));
+    println!("provider C  started as process {}", provider_c.0.id());
+    let listed = wait_listed(&registry_client, 3).await?;
+    println!("registry    lists {}", listed.join(", "));
 
     // 3. The consumer finds them through the registry and calls them in turn.
-    let mut consumer_config = config.clone();
-    consumer_config.consumer.policy = BalancePolicy::RoundRobin;
-    let client = consumer_client(&consumer_config)?;
-    let calculator = CalculatorConsumer::new(&client);
+    let consumer = App::from_config(RpcConfig::parse(
+        &properties(&registry_addr, "consumer"),
+        "demo",
+    )?)
+    .start()
+    .await?;
+    let calculator: CalculatorConsumer = consumer.stub()?;
+    calculator.ready(Duration::from_secs(10)).await?;
 
     let (mut calls, mut ok) = (0u64, 0u64);
     let mut check = |good: bool| {
         calls += 1;
         ok += u64::from(good);
     };
-
     let sum = calculator.add(40, 2).await;
     println!("add(40, 2)  = {sum:?}");
     check(sum == Ok(42));
     let quotient = calculator.div(1, 0).await;
     println!("div(1, 0)   = {quotient:?}   (the provider's own error, through the trait)");
     check(quotient == Err(CalcError::DivisionByZero));
-    for i in 0..20 {
+    for i in 0..30 {
         check(calculator.add(i, i).await == Ok(2 * i));
     }
+    let (served_a, served_b) = (a.served(), b.served());
     println!(
-        "served so far: provider A {}, provider B {}",
-        first.counter.served.load(Ordering::Relaxed),
-        second.counter.served.load(Ordering::Relaxed)
+        "served so far: provider A {served_a}, provider B {served_b}, provider C {}",
+        32 - served_a - served_b
     );
 
-    // 4. Provider A withdraws from the registry and stops; the consumer's list follows.
-    if let Some(registration) = first.registration.take() {
-        registration.withdraw().await;
+    // 4. Provider C crashes: no goodbye to the registry, its connections cut mid-stream. Calls
+    //    that were bound for it go to A and B; the registry drops it when its session expires.
+    provider_c.0.kill()?;
+    provider_c.0.wait()?;
+    let crashed = Instant::now();
+    println!("provider C  crashed (SIGKILL)");
+    for i in 0..20 {
+        check(calculator.add(i, 2).await == Ok(i + 2));
     }
-    first.server.shutdown().await;
-    println!("provider A  withdrew and stopped");
-    let before = second.counter.served.load(Ordering::Relaxed);
+    wait_listed(&registry_client, 2).await?;
+    println!(
+        "registry    dropped provider C {} ms after the crash; the 20 calls meanwhile went to A and B",
+        crashed.elapsed().as_millis()
+    );
+
+    // 5. Provider A shuts down cleanly: it leaves the registry first, then drains its calls.
+    let report = provider_a.shutdown().await;
+    println!(
+        "provider A  withdrew and stopped (drained: {})",
+        report.drained
+    );
+    let before = b.served();
     for i in 0..20 {
         check(calculator.add(i, 1).await == Ok(i + 1));
     }
     println!(
         "after A left: provider B served {} of the next 20 calls",
-        second.counter.served.load(Ordering::Relaxed) - before
+        b.served() - before
     );
 
-    if let Some(registration) = second.registration {
-        registration.withdraw().await;
-    }
-    second.server.shutdown().await;
+    consumer.shutdown().await;
+    provider_b.shutdown().await;
     registry.shutdown().await;
     println!("calls={calls} ok={ok} failed={}", calls - ok);
     Ok(ok == calls)
+}
+
+fn address(app: &rmif_registry::RunningApp) -> String {
+    app.local_addr()
+        .map_or_else(|| "(no port)".to_owned(), |addr| addr.to_string())
 }

@@ -27,7 +27,7 @@ fn config(registry: &RegistryServer) -> RpcConfig {
 
 async fn provider(config: &RpcConfig) -> (ServerHandle, Registration) {
     let server = Server::builder(config.provider.clone())
-        .add_service(CalculatorProvider::new(Arithmetic))
+        .add_service(CalculatorProvider::new(Arithmetic::new()))
         .serve()
         .await
         .unwrap();

@@ -47,3 +47,58 @@ fn the_readme_properties_block_loads_with_the_values_it_shows() {
     assert_eq!(config.provider.compression.algorithm, Compression::Lz4);
     assert_eq!(config.consumer.compression.algorithm, Compression::Lz4);
 }
+
+/// The README's first ```rust block: the quickstart, as the README shows it.
+fn readme_quickstart() -> &'static str {
+    let readme = include_str!("../README.md");
+    let (_, after) = readme
+        .split_once("```rust\n")
+        .expect("README.md has a ```rust block");
+    let (block, _) = after
+        .split_once("```")
+        .expect("the ```rust block is closed");
+    block
+}
+
+#[test]
+fn the_readme_quickstart_is_the_quickstart_example() {
+    // The example is compiled (and run, below) by the tests; the README shows it verbatim.
+    assert_eq!(
+        readme_quickstart(),
+        include_str!("../examples/quickstart.rs"),
+        "README.md's quickstart and examples/quickstart.rs differ: copy one onto the other"
+    );
+}
+
+#[tokio::test]
+async fn the_quickstart_runs_against_a_registry() {
+    let data = tempfile::tempdir().unwrap();
+    let member = rmif_registry_server::RegistryServer::start(
+        rmif_registry_server::RegistryConfig::single("127.0.0.1:0".parse().unwrap(), data.path()),
+    )
+    .await
+    .unwrap();
+    // The example's own file, with the test's registry instead of the --dev one.
+    let properties = include_str!("../examples/quickstart.properties").replace(
+        "Config_center_url=127.0.0.1:7000",
+        &format!("Config_center_url={}", member.client_addr()),
+    );
+    let config = data.path().join("quickstart.properties");
+    std::fs::write(&config, properties).unwrap();
+
+    let program = rmif_testkit::program("examples/quickstart");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(program).arg(&config).output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout, "7 / 2 = 3\n1 / 0 = Err(DivisionByZero)\n");
+    member.shutdown().await;
+}

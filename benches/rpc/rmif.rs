@@ -1,4 +1,4 @@
-//! rmif: `CalculatorProvider::new(Arithmetic)` served by `rmif_core::Server`, called through a
+//! rmif: `CalculatorProvider::new(Arithmetic::new())` served by `rmif_core::Server`, called through a
 //! `CalculatorConsumer` stub, default settings but for the call deadline and, in the `-lz4`
 //! scenarios, compression on both sides.
 
@@ -21,7 +21,7 @@ pub async fn serve(lz4: bool) -> ServerHandle {
         ..ProviderConfig::loopback()
     };
     Server::builder(config)
-        .add_service(CalculatorProvider::new(Arithmetic))
+        .add_service(CalculatorProvider::new(Arithmetic::new()))
         .serve()
         .await
         .expect("rmif server")

@@ -16,8 +16,8 @@ use std::path::Path;
 
 use rmif_core::config::ConfigError;
 use rmif_core::{
-    Client, Role, RpcConfig, Server, ServerBuilder, ServerHandle, ServiceKey, ServiceProvider,
-    ShutdownReport, Stub,
+    Client, ClientBuilder, Role, RpcConfig, Server, ServerBuilder, ServerHandle, ServiceKey,
+    ServiceProvider, ShutdownReport, Stub,
 };
 
 use crate::discovery::{Registration, RegistryDiscovery, announce, consumer_discovery};
@@ -112,6 +112,7 @@ fn consumes(role: Role) -> bool {
 pub struct App {
     config: RpcConfig,
     server: ServerBuilder,
+    client: ClientBuilder,
     provided: usize,
 }
 
@@ -135,9 +136,11 @@ impl App {
     /// An application configured by `config`.
     pub fn from_config(config: RpcConfig) -> App {
         let server = Server::builder(config.provider.clone());
+        let client = Client::builder(config.consumer.clone());
         App {
             config,
             server,
+            client,
             provided: 0,
         }
     }
@@ -164,6 +167,13 @@ impl App {
     /// Changes how the provider serves (to add layers, for example) before it starts.
     pub fn serving(mut self, configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> App {
         self.server = configure(self.server);
+        self
+    }
+
+    /// Changes how the consumer calls (to add layers, for example) before it starts; where it
+    /// learns providers is set by [`App::start`] from the configuration.
+    pub fn calling(mut self, configure: impl FnOnce(ClientBuilder) -> ClientBuilder) -> App {
+        self.client = configure(self.client);
         self
     }
 
@@ -210,13 +220,10 @@ impl App {
         let (client, discovery) = if consumes(role) {
             match consumer_discovery(&self.config).map_err(AppError::Discover)? {
                 Some(discovery) => (
-                    Some(Client::new(self.config.consumer.clone(), discovery.clone())),
+                    Some(self.client.discovery(discovery.clone()).build()),
                     Some(discovery),
                 ),
-                None => (
-                    Some(Client::with_static_providers(self.config.consumer.clone())),
-                    None,
-                ),
+                None => (Some(self.client.build()), None),
             }
         } else {
             (None, None)
@@ -282,14 +289,15 @@ impl RunningApp {
     }
 
     /// Stops in the order that loses no call: leave the registry (consumers stop choosing this
-    /// provider, and the consumer map forgets this process), then drain calls in flight within
-    /// `Shutdown_timeout`, then close.
+    /// provider, and the consumer map forgets this process), write the consumer's cache file,
+    /// then drain calls in flight within `Shutdown_timeout`, then close.
     pub async fn shutdown(self) -> ShutdownReport {
         if let Some(registration) = self.registration {
             registration.withdraw().await;
         }
         if let Some(discovery) = &self.discovery {
             discovery.withdraw().await;
+            discovery.flush_cache();
         }
         match self.server {
             Some(server) => server.shutdown().await,

@@ -129,6 +129,15 @@ impl RegistryDiscovery {
         }
     }
 
+    /// Writes the lists confirmed so far to the cache file now, instead of moments later (a
+    /// process about to exit calls it; [`crate::App`] does).
+    pub fn flush_cache(&self) {
+        let cache = lock(&self.cache).clone();
+        if let Some(cache) = cache {
+            cache.flush();
+        }
+    }
+
     fn cache(&self) -> Option<(Arc<ListCache>, Duration)> {
         let (path, serve_after) = self.settings.cache.clone()?;
         let mut cache = lock(&self.cache);
