@@ -144,10 +144,10 @@ impl Drop for Cluster {
         for member in 0..3 {
             self.kill(member);
         }
-        if std::thread::panicking() || self.keep_files {
-            if let Some(dir) = self.dir.take() {
-                eprintln!("cluster logs and data kept in {}", dir.keep().display());
-            }
+        if (std::thread::panicking() || self.keep_files)
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("cluster logs and data kept in {}", dir.keep().display());
         }
     }
 }

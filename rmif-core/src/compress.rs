@@ -145,11 +145,11 @@ fn lz4_compress_into(body: &[u8], dst: &mut BytesMut) -> bool {
     let bound = lz4_flex::block::get_maximum_output_size(body.len());
     dst.put_u32(size);
     dst.resize(start + 4 + bound, 0);
-    if let Ok(written) = lz4_flex::block::compress_into(body, &mut dst[start + 4..]) {
-        if 4 + written < body.len() {
-            dst.truncate(start + 4 + written);
-            return true;
-        }
+    if let Ok(written) = lz4_flex::block::compress_into(body, &mut dst[start + 4..])
+        && 4 + written < body.len()
+    {
+        dst.truncate(start + 4 + written);
+        return true;
     }
     dst.truncate(start);
     false

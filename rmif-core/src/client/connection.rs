@@ -197,21 +197,21 @@ impl ClientConnection {
                 None => tracing::trace!(id, "response for a call no longer waiting"),
             },
             FrameKind::StreamItem => {
-                if let Some(Pending::Stream(tx)) = pending.get(&id) {
-                    if tx.try_send(frame).is_err() {
-                        // The provider sent past the credit it was given (or the consumer is
-                        // gone): end this stream rather than buffer without bound.
-                        pending.remove(&id);
-                        self.close_if_drained(&pending);
-                        drop(pending);
-                        tracing::warn!(
-                            peer = %self.link.peer(),
-                            id,
-                            "provider overran the stream window; stream cancelled"
-                        );
-                        self.link
-                            .send(&OutFrame::new(FrameHeader::new(FrameKind::Cancel, id), b""));
-                    }
+                if let Some(Pending::Stream(tx)) = pending.get(&id)
+                    && tx.try_send(frame).is_err()
+                {
+                    // The provider sent past the credit it was given (or the consumer is
+                    // gone): end this stream rather than buffer without bound.
+                    pending.remove(&id);
+                    self.close_if_drained(&pending);
+                    drop(pending);
+                    tracing::warn!(
+                        peer = %self.link.peer(),
+                        id,
+                        "provider overran the stream window; stream cancelled"
+                    );
+                    self.link
+                        .send(&OutFrame::new(FrameHeader::new(FrameKind::Cancel, id), b""));
                 }
             }
             FrameKind::StreamEnd => {

@@ -157,10 +157,10 @@ impl Endpoint {
         &self,
         deadline: Instant,
     ) -> Result<Arc<ClientConnection>, Error> {
-        if let State::Connected(connection) = &*self.status.state.borrow() {
-            if connection.is_usable() {
-                return Ok(connection.clone());
-            }
+        if let State::Connected(connection) = &*self.status.state.borrow()
+            && connection.is_usable()
+        {
+            return Ok(connection.clone());
         }
         let mut state = self.status.state.subscribe();
         loop {

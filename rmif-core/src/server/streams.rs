@@ -141,11 +141,11 @@ impl ProviderConnection {
             return;
         };
         let granted = u32::from_be_bytes(bytes) as usize;
-        if let Some(call) = lock(&self.running).get(&frame.header.request_id) {
-            if let Some(credit) = &call.credit {
-                let room = MAX_STREAM_CREDIT.saturating_sub(credit.available_permits());
-                credit.add_permits(granted.min(room));
-            }
+        if let Some(call) = lock(&self.running).get(&frame.header.request_id)
+            && let Some(credit) = &call.credit
+        {
+            let room = MAX_STREAM_CREDIT.saturating_sub(credit.available_permits());
+            credit.add_permits(granted.min(room));
         }
     }
 }

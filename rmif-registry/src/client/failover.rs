@@ -101,7 +101,7 @@ where
             answered = Some(error);
         }
         tried += 1;
-        if tried % members == 0 {
+        if tried.is_multiple_of(members) {
             let rounds = (tried / members).min(MAX_PAUSE_ROUNDS as usize) as u32;
             let mut pause = ROUND_PAUSE * rounds;
             if let Some(deadline) = plan.deadline {

@@ -439,15 +439,15 @@ async fn warn_if_renamed(client: &RegistryClient, service: &ServiceKey) {
             continue;
         }
         let providers = path::join(&path::join(SERVICES_ROOT, other), "providers");
-        if let Ok(list) = client.children(&providers, Consistency::Stale).await {
-            if !list.children.is_empty() {
-                tracing::warn!(
-                    service = %service,
-                    other = %name,
-                    providers = list.children.len(),
-                    "no provider of this service is registered, but one of the same trait name under another path has providers: a service's default wire name is its trait's module path, so moving the trait renames it; give both sides #[service(name = \"…\")]"
-                );
-            }
+        if let Ok(list) = client.children(&providers, Consistency::Stale).await
+            && !list.children.is_empty()
+        {
+            tracing::warn!(
+                service = %service,
+                other = %name,
+                providers = list.children.len(),
+                "no provider of this service is registered, but one of the same trait name under another path has providers: a service's default wire name is its trait's module path, so moving the trait renames it; give both sides #[service(name = \"…\")]"
+            );
         }
     }
 }

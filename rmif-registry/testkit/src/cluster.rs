@@ -299,13 +299,13 @@ impl Cluster {
             let mut running = 0;
             for member in self.members.iter().filter(|m| m.is_running()) {
                 running += 1;
-                if let Ok(status) = self.status(member.id).await {
-                    if status.leader != 0 {
-                        leaders.push((
-                            status.leader,
-                            status.role == "leader" && status.id == status.leader,
-                        ));
-                    }
+                if let Ok(status) = self.status(member.id).await
+                    && status.leader != 0
+                {
+                    leaders.push((
+                        status.leader,
+                        status.role == "leader" && status.id == status.leader,
+                    ));
                 }
             }
             if leaders.len() == running

@@ -131,10 +131,10 @@ impl Driver {
                     stop_by = Some(Instant::now() + wait);
                 }
             }
-            if let Some(deadline) = stop_by {
-                if self.raw.raft.leader_id != self.id || Instant::now() >= deadline {
-                    break;
-                }
+            if let Some(deadline) = stop_by
+                && (self.raw.raft.leader_id != self.id || Instant::now() >= deadline)
+            {
+                break;
             }
             for _ in 0..MAX_BATCH {
                 match inputs.peers.try_recv() {
@@ -293,10 +293,10 @@ impl Driver {
             return Ok(());
         }
         let mut ready = self.raw.ready();
-        if let Some(soft) = ready.ss() {
-            if soft.leader_id != self.leader {
-                self.on_leader_change(soft.leader_id);
-            }
+        if let Some(soft) = ready.ss()
+            && soft.leader_id != self.leader
+        {
+            self.on_leader_change(soft.leader_id);
         }
 
         // 1.

@@ -67,7 +67,7 @@ impl Rejoin {
             self.rejoining = false;
             return false;
         }
-        leader != 0 && ticks % NOTICE_EVERY_TICKS == 0
+        leader != 0 && ticks.is_multiple_of(NOTICE_EVERY_TICKS)
     }
 }
 

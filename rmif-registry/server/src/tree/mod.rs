@@ -226,13 +226,13 @@ impl Tree {
             self.rollback(std::mem::take(&mut txn.undo));
             txn.changes.clear();
         }
-        if let Some(call) = command.session {
-            if let Some(session) = self.sessions.get_mut(&call.session) {
-                if session.recent.len() >= REMEMBERED_OUTCOMES {
-                    session.recent.pop_front();
-                }
-                session.recent.push_back((call.request_id, outcome.clone()));
+        if let Some(call) = command.session
+            && let Some(session) = self.sessions.get_mut(&call.session)
+        {
+            if session.recent.len() >= REMEMBERED_OUTCOMES {
+                session.recent.pop_front();
             }
+            session.recent.push_back((call.request_id, outcome.clone()));
         }
         applied(outcome, txn.changes)
     }
@@ -440,12 +440,12 @@ impl Tree {
             },
         );
         txn.undo.push(Undo::Inserted(final_path.clone()));
-        if owner != 0 {
-            if let Some(session) = self.sessions.get_mut(&owner) {
-                session.ephemerals.insert(final_path.clone());
-                txn.undo
-                    .push(Undo::EphemeralAdded(owner, final_path.clone()));
-            }
+        if owner != 0
+            && let Some(session) = self.sessions.get_mut(&owner)
+        {
+            session.ephemerals.insert(final_path.clone());
+            txn.undo
+                .push(Undo::EphemeralAdded(owner, final_path.clone()));
         }
         txn.change_to(ChangeKind::Created, &final_path, &data);
         txn.change(ChangeKind::ChildrenChanged, &parent_path);
@@ -524,13 +524,12 @@ impl Tree {
             undo
         });
         txn.undo.extend(unlinked);
-        if owner != 0 {
-            if let Some(session) = self.sessions.get_mut(&owner) {
-                if session.ephemerals.remove(path) {
-                    txn.undo
-                        .push(Undo::EphemeralRemoved(owner, path.to_owned()));
-                }
-            }
+        if owner != 0
+            && let Some(session) = self.sessions.get_mut(&owner)
+            && session.ephemerals.remove(path)
+        {
+            txn.undo
+                .push(Undo::EphemeralRemoved(owner, path.to_owned()));
         }
         txn.change(ChangeKind::Deleted, path);
         txn.change(ChangeKind::ChildrenChanged, parent_path);

@@ -40,10 +40,10 @@ impl SharedWatches {
         let mut hubs = self.hubs.lock().unwrap_or_else(|p| p.into_inner());
         hubs.retain(|_, hub| hub.strong_count() > 0);
         let key = (path.to_owned(), mode);
-        if let Some(hub) = hubs.get(&key).and_then(Weak::upgrade) {
-            if !hub.core.has_ended() {
-                return hub;
-            }
+        if let Some(hub) = hubs.get(&key).and_then(Weak::upgrade)
+            && !hub.core.has_ended()
+        {
+            return hub;
         }
         let hub = Hub::start(client.clone(), path, mode);
         hubs.insert(key, Arc::downgrade(&hub));
