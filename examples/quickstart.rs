@@ -32,13 +32,10 @@ impl Calculator for Local {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = std::env::args().nth(1);
-    let config = config
-        .as_deref()
-        .unwrap_or("examples/quickstart.properties");
     // The file says what this process is (Server_type=both: it provides and calls) and where
     // the registry is (Config_center_url).
-    let app = App::from_file(config)?
+    let file = std::env::args().nth(1);
+    let app = App::from_file(file.as_deref().unwrap_or("examples/quickstart.properties"))?
         .provide(CalculatorProvider::new(Local))
         .start()
         .await?;

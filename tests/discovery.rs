@@ -138,3 +138,75 @@ async fn a_registry_restart_never_empties_the_consumers_list() {
     server.shutdown().await;
     restarted.shutdown().await;
 }
+
+/// Log lines, captured.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// One thread: the discovery tasks log through the subscriber this test sets for its thread.
+#[tokio::test(flavor = "current_thread")]
+async fn a_consumer_warns_when_the_service_it_calls_was_announced_under_another_module_path() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let data = tempfile::tempdir().unwrap();
+    let registry = RegistryServer::start(RegistryConfig::single(
+        "127.0.0.1:0".parse().unwrap(),
+        data.path(),
+    ))
+    .await
+    .unwrap();
+    let config = config(&registry);
+    // The provider was built when the trait lived in another module: its default wire name
+    // was that module's path.
+    let moved = rmif_core::ServiceKey::new("billing::old_place::Calculator");
+    let server = Server::builder(config.provider.clone())
+        .add_service_as(moved, CalculatorProvider::new(Arithmetic::new()))
+        .serve()
+        .await
+        .unwrap();
+    let registration = announce(&server, &config).await.unwrap().unwrap();
+
+    let client = consumer_client(&config).unwrap();
+    let calculator: CalculatorConsumer = client.stub();
+    let error = calculator
+        .ready(Duration::from_secs(2))
+        .await
+        .expect_err("nobody provides the consumer's wire name");
+    assert!(
+        error.to_string().contains("no provider is listed"),
+        "{error}"
+    );
+    let text = log.text();
+    assert!(
+        text.contains("billing::old_place::Calculator")
+            && text.contains("moving the trait renames it"),
+        "the consumer names the likely rename: {text}"
+    );
+
+    registration.withdraw().await;
+    server.shutdown().await;
+}
