@@ -52,6 +52,11 @@ impl Calculator for Counted {
         self.calculator.echo(body).await
     }
 
+    async fn echo_bytes(&self, body: bytes::Bytes) -> Result<bytes::Bytes, CalcError> {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        self.calculator.echo_bytes(body).await
+    }
+
     async fn accumulate(&self, amount: u64) -> Result<u64, CalcError> {
         self.served.fetch_add(1, Ordering::Relaxed);
         self.calculator.accumulate(amount).await

@@ -36,6 +36,10 @@ pub trait Calculator {
     #[rmif(idempotent)]
     async fn echo(&self, body: Vec<u8>) -> Result<Vec<u8>, CalcError>;
 
+    /// Returns `body` unchanged, as shared bytes (which travel as bytes, as `Vec<u8>` does).
+    #[rmif(idempotent)]
+    async fn echo_bytes(&self, body: bytes::Bytes) -> Result<bytes::Bytes, CalcError>;
+
     /// Adds `amount` to the provider's running total and returns the new total. Not
     /// idempotent: a call that may have run is never sent again, since that could add twice.
     async fn accumulate(&self, amount: u64) -> Result<u64, CalcError>;
@@ -83,6 +87,11 @@ impl Calculator for Arithmetic {
     }
 
     async fn echo(&self, body: Vec<u8>) -> Result<Vec<u8>, CalcError> {
+        self.work().await;
+        Ok(body)
+    }
+
+    async fn echo_bytes(&self, body: bytes::Bytes) -> Result<bytes::Bytes, CalcError> {
         self.work().await;
         Ok(body)
     }

@@ -37,7 +37,7 @@ pub async fn measure(system: System, scenario: Scenario, timing: &Timing) -> Sam
 /// `scenario.callers` tasks share `caller`; calls that start during the warm-up are not counted.
 async fn drive<C: Caller>(caller: C, scenario: Scenario, timing: &Timing) -> Sample {
     let body = Arc::new(echo_body(match scenario.op {
-        Op::Echo(size) => size,
+        Op::Echo(size) | Op::EchoBytes(size) => size,
         Op::Add => 0,
     }));
     let window = Window::after(timing.warmup, timing.duration);
@@ -66,6 +66,7 @@ async fn call_loop<C: Caller>(
     window: Window,
 ) -> Tally {
     let mut tally = Tally::new();
+    let shared = bytes::Bytes::copy_from_slice(&body);
     // Each caller adds its own range of numbers, so that a mixed-up answer shows.
     let mut i = worker << 32;
     loop {
@@ -82,6 +83,11 @@ async fn call_loop<C: Caller>(
             }),
             // Cloning the body is part of every system's call: each takes a Vec<u8> by value.
             Op::Echo(_) => caller.echo(body.to_vec()).await.and_then(|echoed| {
+                (echoed == *body)
+                    .then_some(())
+                    .ok_or("echo changed the body".to_owned())
+            }),
+            Op::EchoBytes(_) => caller.echo_bytes(shared.clone()).await.and_then(|echoed| {
                 (echoed == *body)
                     .then_some(())
                     .ok_or("echo changed the body".to_owned())

@@ -61,4 +61,8 @@ impl Caller for RmifCaller {
     async fn echo(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
         self.0.echo(body).await.map_err(|e| e.to_string())
     }
+
+    async fn echo_bytes(&self, body: bytes::Bytes) -> Result<bytes::Bytes, String> {
+        self.0.echo_bytes(body).await.map_err(|e| e.to_string())
+    }
 }

@@ -8,6 +8,8 @@ pub enum Op {
     Add,
     /// An echo of a body of this many bytes.
     Echo(usize),
+    /// The same echo with a shared `bytes::Bytes` body (no copy per call at the caller).
+    EchoBytes(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,7 +22,7 @@ pub struct Scenario {
 }
 
 /// Every scenario, in table order. The `-lz4` ones compress bodies of 1 KiB and more.
-pub const SCENARIOS: [Scenario; 7] = [
+pub const SCENARIOS: [Scenario; 8] = [
     Scenario::new("add-1", Op::Add, 1, false),
     Scenario::new("add-16", Op::Add, 16, false),
     Scenario::new("add-256", Op::Add, 256, false),
@@ -28,6 +30,7 @@ pub const SCENARIOS: [Scenario; 7] = [
     Scenario::new("echo-1k-lz4", Op::Echo(1024), 16, true),
     Scenario::new("echo-64k", Op::Echo(64 * 1024), 16, false),
     Scenario::new("echo-64k-lz4", Op::Echo(64 * 1024), 16, true),
+    Scenario::new("echo-64k-bytes", Op::EchoBytes(64 * 1024), 16, false),
 ];
 
 impl Scenario {
@@ -41,8 +44,17 @@ impl Scenario {
     }
 
     /// The scenario actually run for `system`: systems without compression run the
-    /// uncompressed twin of an `-lz4` scenario.
+    /// uncompressed twin of an `-lz4` scenario, and systems whose contract has no `Bytes`
+    /// echo run the `Vec<u8>` twin of a `-bytes` one.
     pub fn effective_for(self, system: System) -> Scenario {
+        if let Op::EchoBytes(len) = self.op
+            && system != System::Rmif
+        {
+            return SCENARIOS
+                .into_iter()
+                .find(|s| s.op == Op::Echo(len) && s.callers == self.callers && !s.lz4)
+                .expect("every bytes scenario has a Vec<u8> twin");
+        }
         if self.lz4 && !system.compresses() {
             SCENARIOS
                 .into_iter()
