@@ -80,24 +80,14 @@ fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colours for a terminal only: escape codes make log files hard to read.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .with(filter)
         .try_init();
-}
-
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }
 
 fn configure(args: &Args) -> Result<(RegistryConfig, Option<tempfile::TempDir>), String> {
@@ -164,7 +154,7 @@ async fn main() -> ExitCode {
         data_dir.display()
     );
     let code = tokio::select! {
-        _ = shutdown_signal() => {
+        _ = rmif_core::shutdown_signal() => {
             server.shutdown().await;
             ExitCode::SUCCESS
         }
