@@ -6,6 +6,7 @@
 #
 #   benches/registry.sh --runs 3
 #   benches/registry.sh --only rmif --scenario writes --duration 5
+#   benches/registry.sh --scenario discovery --runs 3 --consumers 1,100,1000
 #
 # Honours CARGO_TARGET_DIR and CARGO_BUILD_JOBS (default 2). Builds run under `nice`; the
 # measurement does not.

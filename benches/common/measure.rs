@@ -208,6 +208,12 @@ impl<S: Copy + Ord> Results<S> {
         median(self.values.get(&(system, metric.to_owned()))?)
     }
 
+    /// The `q` quantile (0 to 1, nearest rank) of every value of `metric` for `system`, across
+    /// runs, if it was measured: for figures recorded once per sample.
+    pub fn quantile(&self, system: S, metric: &str, q: f64) -> Option<f64> {
+        quantile(self.values.get(&(system, metric.to_owned()))?, q)
+    }
+
     /// How many values of `metric` `system` has.
     pub fn count(&self, system: S, metric: &str) -> usize {
         self.values
@@ -240,6 +246,15 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// The `q` quantile (0 to 1) of `values` by nearest rank: the smallest value that at least `q`
+/// of them do not exceed (the largest for 1), or `None` of nothing.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    let mut values = values.to_vec();
+    values.sort_by(f64::total_cmp);
+    let rank = (q.clamp(0.0, 1.0) * values.len() as f64).ceil() as usize;
+    values.get(rank.max(1) - 1).copied()
+}
+
 /// `items` rotated by the run number, so that across runs none always goes first or last (the
 /// first to run meets a colder machine, the last a warmer one).
 pub fn rotated<T: Clone>(items: &[T], run: usize) -> Vec<T> {
@@ -260,6 +275,17 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let values: Vec<f64> = (1..=150).rev().map(f64::from).collect();
+        assert_eq!(quantile(&values, 0.5), Some(75.0));
+        assert_eq!(quantile(&values, 0.99), Some(149.0));
+        assert_eq!(quantile(&values, 1.0), Some(150.0));
+        assert_eq!(quantile(&values, 0.0), Some(1.0));
+        assert_eq!(quantile(&[4.0], 0.99), Some(4.0));
+        assert_eq!(quantile(&[], 0.5), None);
     }
 
     #[test]

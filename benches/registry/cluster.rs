@@ -1,11 +1,12 @@
 //! A 3-member cluster of one system: its members' processes, data and logs in a temporary
-//! directory, killing and restarting members, and waiting until it has a leader.
+//! directory, killing and restarting members, waiting until it has a leader, and the memory and
+//! CPU time its members use.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::process::{Launch, Process, free_ports, loopback};
+use crate::process::{Launch, Process, cpu_ms, free_ports, loopback, resident_kib};
 use crate::servers::Servers;
 use crate::system::{MemberPorts, Role};
 use crate::{System, etcd, rmif, zookeeper};
@@ -101,6 +102,24 @@ impl Cluster {
                 );
             }
         }
+    }
+
+    /// The resident memory of every running member together, in KiB.
+    pub fn resident_kib(&self) -> u64 {
+        self.running
+            .iter()
+            .flatten()
+            .filter_map(|process| resident_kib(process.child.id()))
+            .sum()
+    }
+
+    /// The CPU time every running member has used so far together, in ms.
+    pub fn cpu_ms(&self) -> f64 {
+        self.running
+            .iter()
+            .flatten()
+            .filter_map(|process| cpu_ms(process.child.id()))
+            .sum()
     }
 
     fn running(&self) -> impl Iterator<Item = usize> + '_ {

@@ -1,17 +1,21 @@
 //! etcd: its members' command lines, how to tell its leader, and every operation the scenarios
-//! make, through `etcd-client` (gRPC).
+//! make, through `etcd-client` (gRPC): for discovery, providers as keys on a lease and
+//! consumers following a prefix (a range read, then a watch from the revision after it).
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions, WatchStream};
+use rmif_core::ServiceKey;
+use rmif_registry::discovery::{ProviderMetadata, providers_path};
 
 use crate::process::{Launch, loopback};
 use crate::servers::Servers;
 use crate::system::Change;
-use crate::system::{MemberPorts, Role};
+use crate::system::{DISCOVERY_SESSION, MemberPorts, Role, provider_metadata};
 
 /// Each member's command line: default timing (100 ms heartbeat, 1 s election timeout) and fsync.
 pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launch> {
@@ -156,5 +160,177 @@ pub async fn hold_ephemeral(
         keeper.keep_alive().await.expect("keep alive");
         acks.message().await.expect("keep-alive ack");
         tokio::time::sleep(timeout / 3).await;
+    }
+}
+
+/// The key prefix of a service's providers: the same path as rmif's, with a trailing `/` so
+/// that the prefix matches this service's providers only.
+fn providers_prefix(service: &str) -> String {
+    format!("{}/", providers_path(&ServiceKey::new(service)))
+}
+
+/// A lease kept alive (a keep-alive every third of its TTL, as etcd's own clients do) and the
+/// provider keys put on it: the etcd registries of Go's RPC frameworks announce providers so.
+pub struct ProviderHost {
+    client: Client,
+    lease: i64,
+    prefix: String,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl ProviderHost {
+    pub async fn open(member: SocketAddr, service: &str) -> Result<ProviderHost, String> {
+        let mut client = connect(&[member], Duration::from_secs(10)).await?;
+        let lease = client
+            .lease_grant(DISCOVERY_SESSION.as_secs() as i64, None)
+            .await
+            .map_err(|e| format!("etcd lease: {e}"))?
+            .id();
+        let (mut keeper, mut acks) = client
+            .lease_keep_alive(lease)
+            .await
+            .map_err(|e| format!("etcd keep-alive: {e}"))?;
+        let keeper = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DISCOVERY_SESSION / 3).await;
+                if keeper.keep_alive().await.is_err() || acks.message().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(ProviderHost {
+            client,
+            lease,
+            prefix: providers_prefix(service),
+            keeper,
+        })
+    }
+
+    pub async fn announce(&self, addr: SocketAddr) -> Result<(), String> {
+        let on_lease = PutOptions::new().with_lease(self.lease);
+        let key = format!("{}{addr}", self.prefix);
+        self.client
+            .clone()
+            .put(key, provider_metadata(addr).to_json(), Some(on_lease))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    pub async fn withdraw(&self, addr: SocketAddr) -> Result<(), String> {
+        let key = format!("{}{addr}", self.prefix);
+        self.client
+            .clone()
+            .delete(key, None)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Revokes the lease, which deletes its keys.
+    pub async fn close(mut self) {
+        self.keeper.abort();
+        let _ = self.client.lease_revoke(self.lease).await;
+    }
+}
+
+/// A consumer with a client (a gRPC connection) of its own: the providers under the prefix
+/// read once, then a prefix watch from the next revision, each event applied to the list with
+/// its value parsed as provider metadata.
+pub struct Consumer {
+    _client: Client,
+    stream: WatchStream,
+    prefix: String,
+    providers: HashMap<SocketAddr, ProviderMetadata>,
+}
+
+impl Consumer {
+    /// Returns once the watch is created.
+    pub async fn start(member: SocketAddr, service: &str) -> Result<Consumer, String> {
+        let mut client = connect(&[member], Duration::from_secs(10)).await?;
+        let prefix = providers_prefix(service);
+        let listed = client
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| format!("etcd range: {e}"))?;
+        let revision = listed.header().map_or(0, |h| h.revision());
+        let mut consumer = Consumer {
+            stream: watch_from(&mut client, &prefix, revision + 1).await?,
+            _client: client,
+            prefix,
+            providers: HashMap::new(),
+        };
+        for kv in listed.kvs() {
+            consumer.put(kv.key(), kv.value());
+        }
+        Ok(consumer)
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        let addr = self.addr_of(key);
+        if let (Some(addr), Ok(metadata)) = (addr, ProviderMetadata::parse(value)) {
+            self.providers.insert(addr, metadata);
+        }
+    }
+
+    fn addr_of(&self, key: &[u8]) -> Option<SocketAddr> {
+        let key = std::str::from_utf8(key).ok()?;
+        key.strip_prefix(self.prefix.as_str())?.parse().ok()
+    }
+
+    pub fn holds(&self, addr: SocketAddr) -> bool {
+        self.providers.contains_key(&addr)
+    }
+
+    pub fn len(&self) -> usize {
+        self.providers.len()
+    }
+
+    /// Applies the next watch response that has events.
+    pub async fn changed(&mut self) -> Result<(), String> {
+        loop {
+            let response = match self.stream.message().await {
+                Ok(Some(response)) => response,
+                Ok(None) => return Err("etcd watch ended".to_owned()),
+                Err(e) => return Err(format!("etcd watch: {e}")),
+            };
+            if response.canceled() {
+                return Err("etcd watch canceled".to_owned());
+            }
+            if response.events().is_empty() {
+                continue;
+            }
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                match event.event_type() {
+                    EventType::Put => self.put(kv.key(), kv.value()),
+                    EventType::Delete => {
+                        if let Some(addr) = self.addr_of(kv.key()) {
+                            self.providers.remove(&addr);
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// A prefix watch of `prefix` from `revision`, once etcd has confirmed that it is created.
+async fn watch_from(
+    client: &mut Client,
+    prefix: &str,
+    revision: i64,
+) -> Result<WatchStream, String> {
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision);
+    let mut stream = client
+        .watch(prefix, Some(options))
+        .await
+        .map_err(|e| e.to_string())?;
+    match stream.message().await {
+        Ok(Some(response)) if response.created() => Ok(stream),
+        other => Err(format!("etcd watch: expected created, got {other:?}")),
     }
 }

@@ -7,9 +7,12 @@
 //!     --runs N            repeat everything N times, report medians (default 3)
 //!     --duration S        seconds measured per throughput cell (default 3), after --warmup S (1)
 //!     --only SYSTEM       rmif, etcd or zookeeper (or zk) (repeatable)
-//!     --scenario NAME     writes, reads, watch, fanout, ephemeral or failover (repeatable)
+//!     --scenario NAME     writes, reads, watch, fanout, discovery, ephemeral or failover
+//!                         (repeatable)
 //!     --kills N           leader kills per run in the failover scenario (default 3)
 //!     --samples N         notifications timed per run in the watch scenario (default 200)
+//!     --consumers N,N     consumer counts of the discovery scenario (default 1,100,1000)
+//!     --announcements N   announcements timed per run and consumer count (default 50)
 //!     --ephemerals N      ephemeral-node removals timed per run (default 3)
 //!     --rmif-set K=V      extra rmif-registry member setting, e.g. snapshot_entries=1000000
 //!                         (repeatable)
@@ -33,6 +36,16 @@
 //!   ZooKeeper persistent watch via `addWatch`).
 //! - **fanout**: 200 and 1,000 watchers of one node, 10 per connection, connections spread over
 //!   the members, all armed first; time from issuing one write until the last watcher saw it.
+//! - **discovery**: N consumers (1, 100, 1,000), each with a client and session of its own
+//!   (consumer i on member i mod 3), follow the provider list of a service of 10 providers the
+//!   way each ecosystem does: rmif through `RegistryDiscovery` (one watch per service, the list
+//!   then its changes, with the providers' data), ZooKeeper as Dubbo 2.x (provider URLs as child
+//!   names; `getChildren` with a one-shot watch, again on every notification), etcd with a range
+//!   read then a prefix watch. A provider on a follower announces itself (an ephemeral node with
+//!   ~200 bytes of metadata; etcd: a key on a lease); the time until every consumer's list holds
+//!   it, p50/p99/max over the announcements of a run. Also: the bytes a member sends one
+//!   consumer for one added provider, at 10 and 1,000 providers, counted by a TCP proxy between
+//!   them; and the members' resident memory per consumer.
 //! - **ephemeral**: a separate process (this binary, re-executed with `--hold-ephemeral`) holds an
 //!   ephemeral node with a 2 s session (etcd: a key on a 2 s lease it keeps alive); it is
 //!   SIGKILLed and a watcher on another member times how long the node takes to disappear.
@@ -55,8 +68,10 @@
 
 mod client;
 mod cluster;
+mod discovery;
 mod etcd;
 mod process;
+mod proxy;
 mod report;
 mod rmif;
 mod runs;
@@ -103,17 +118,19 @@ enum Scenario {
     Reads,
     Watch,
     Fanout,
+    Discovery,
     Ephemeral,
     Failover,
 }
 
 impl Scenario {
     /// In running order: failover last, since it disturbs the cluster.
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 7] = [
         Scenario::Writes,
         Scenario::Reads,
         Scenario::Watch,
         Scenario::Fanout,
+        Scenario::Discovery,
         Scenario::Ephemeral,
         Scenario::Failover,
     ];
@@ -124,6 +141,7 @@ impl Scenario {
             Scenario::Reads => "reads",
             Scenario::Watch => "watch",
             Scenario::Fanout => "fanout",
+            Scenario::Discovery => "discovery",
             Scenario::Ephemeral => "ephemeral",
             Scenario::Failover => "failover",
         }
@@ -153,6 +171,20 @@ struct Cli {
     /// Notifications timed per run in the watch scenario
     #[arg(long, value_name = "N", default_value = "200", value_parser = positive)]
     samples: usize,
+
+    /// Consumer counts of the discovery scenario
+    #[arg(
+        long,
+        value_name = "N,N",
+        value_delimiter = ',',
+        default_value = "1,100,1000",
+        value_parser = positive
+    )]
+    consumers: Vec<usize>,
+
+    /// Provider announcements timed per run and consumer count in the discovery scenario
+    #[arg(long, value_name = "N", default_value = "50", value_parser = positive)]
+    announcements: usize,
 
     /// Ephemeral-node removals timed per run
     #[arg(long, value_name = "N", default_value = "3", value_parser = positive)]
@@ -188,6 +220,8 @@ struct Options {
     ephemerals: usize,
     /// Changes timed per run and watcher count (fanout).
     fanout_changes: usize,
+    /// What the discovery scenario measures.
+    discovery: scenarios::discovery::Plan,
     /// Extra `--set KEY=VALUE` arguments of every rmif member (for experiments).
     rmif_set: Vec<String>,
 }
@@ -203,6 +237,12 @@ impl From<Cli> for Options {
             samples: cli.samples,
             ephemerals: cli.ephemerals,
             fanout_changes: 5,
+            discovery: scenarios::discovery::Plan {
+                consumers: cli.consumers,
+                announcements: cli.announcements,
+                list_sizes: scenarios::discovery::LIST_SIZES.to_vec(),
+                byte_changes: 5,
+            },
             rmif_set: cli.rmif_set,
         };
         if timing.smoke {
@@ -212,6 +252,12 @@ impl From<Cli> for Options {
                 samples: 10,
                 ephemerals: 1,
                 fanout_changes: 1,
+                discovery: scenarios::discovery::Plan {
+                    consumers: vec![1, 20],
+                    announcements: 2,
+                    list_sizes: vec![10, 100],
+                    byte_changes: 1,
+                },
                 ..options
             }
         } else {
@@ -222,6 +268,7 @@ impl From<Cli> for Options {
 
 fn main() {
     let cli = Cli::parse();
+    process::raise_fd_limit();
     match cli.hold_ephemeral {
         // clap has checked that --server and --path came with it.
         Some(system) => scenarios::ephemeral::hold(

@@ -1,5 +1,6 @@
 //! Server processes: each in its own process group, SIGKILLed as a group when dropped, and by
-//! the kernel if the bench itself dies; and the loopback ports they bind.
+//! the kernel if the bench itself dies; the loopback ports they bind, the memory and CPU time
+//! they use, and the file descriptors the bench and they may open.
 
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
@@ -87,4 +88,52 @@ pub fn free_ports(count: usize) -> Vec<u16> {
 
 pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Raises this process's soft limit on open files to its hard limit: the discovery scenario
+/// holds a thousand client connections at once, and the members (which inherit the limit) as
+/// many again.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one struct passed; nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // Failing leaves the limit as it was; a scenario that needs more then says so.
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+        }
+    }
+}
+
+/// The resident set size of process `pid` in KiB (`VmRSS` of /proc/PID/status), if it runs.
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The CPU time (user and system) process `pid` has used so far, in ms (`/proc/PID/stat`, in
+/// clock ticks of 10 ms), if it runs. `pid` 0 is this process.
+pub fn cpu_ms(pid: u32) -> Option<f64> {
+    let path = if pid == 0 {
+        "/proc/self/stat".to_owned()
+    } else {
+        format!("/proc/{pid}/stat")
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after its closing one.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks as f64 * 1000.0 / per_second)
 }

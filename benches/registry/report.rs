@@ -1,10 +1,12 @@
 //! The registry bench's report: what it ran on, a table of throughput and latency per workload
-//! and client count, a table of times (lower is better), and the scenarios that failed.
+//! and client count, a table of times (lower is better), the discovery scenario's tables, and
+//! the scenarios that failed.
 
 use rmif_bench::measure::Results;
 use rmif_bench::options::Timing;
 use rmif_bench::report::{Table, machine, number, ratio};
 
+use crate::scenarios::discovery::{self, PROVIDERS};
 use crate::scenarios::fanout::{self, FANOUT};
 use crate::scenarios::throughput::{CLIENTS, Load};
 use crate::scenarios::{ephemeral, failover, watch};
@@ -38,6 +40,9 @@ pub fn print_tables(scenarios: &[Scenario], results: &Results<System>) {
     let times = time_table(scenarios, results);
     if let Some(table) = times {
         print!("{table}");
+    }
+    if scenarios.contains(&Scenario::Discovery) {
+        print!("{}", discovery_tables(results));
     }
     let failed: Vec<String> = results
         .metrics()
@@ -155,4 +160,112 @@ fn time_table(scenarios: &[Scenario], results: &Results<System>) -> Option<Table
         ]);
     }
     Some(table)
+}
+
+/// The discovery scenario's tables: propagation to N consumers, bytes per change, memory per
+/// consumer, and CPU per change; one row per consumer count or list size measured.
+fn discovery_tables(results: &Results<System>) -> String {
+    let [rmif, etcd, zk] = System::ALL;
+    let measured = |prefix: &str| -> Vec<usize> {
+        let mut sizes: Vec<usize> = results
+            .metrics()
+            .filter_map(|(_, metric)| metric.strip_prefix(prefix)?.split('/').next()?.parse().ok())
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes
+    };
+    let mut propagation = Table::new([
+        format!("announcement reaching N consumers ({PROVIDERS} providers), ms"),
+        "rmif p50 / p99 / max".to_owned(),
+        "etcd p50 / p99 / max".to_owned(),
+        "ZooKeeper p50 / p99 / max".to_owned(),
+        "rmif/etcd p99".to_owned(),
+        "rmif/ZK p99".to_owned(),
+        "samples".to_owned(),
+    ]);
+    // `discovery/{consumers}/…`: the bytes and memory figures' next part is not a number.
+    for consumers in measured("discovery/") {
+        let figure =
+            |system, name| results.median(system, &discovery::latency_metric(consumers, name));
+        let cell = |system| {
+            format!(
+                "{} / {} / {}",
+                number(figure(system, "p50"), 1),
+                number(figure(system, "p99"), 1),
+                number(figure(system, "max"), 1)
+            )
+        };
+        propagation.row([
+            format!("{consumers} consumers"),
+            cell(rmif),
+            cell(etcd),
+            cell(zk),
+            ratio(figure(rmif, "p99"), figure(etcd, "p99")),
+            ratio(figure(rmif, "p99"), figure(zk, "p99")),
+        ]);
+    }
+    let mut bytes = Table::new([
+        "bytes to the consumer per added provider",
+        "rmif",
+        "etcd",
+        "ZooKeeper",
+        "rmif / etcd / ZK bytes from the consumer",
+    ]);
+    for providers in measured("discovery/bytes/") {
+        let down = |system| results.median(system, &discovery::bytes_metric(providers));
+        let up = |system| results.median(system, &discovery::bytes_up_metric(providers));
+        bytes.row([
+            format!("list of {providers} providers"),
+            number(down(rmif), 0),
+            number(down(etcd), 0),
+            number(down(zk), 0),
+            format!(
+                "{} / {} / {}",
+                number(up(rmif), 0),
+                number(up(etcd), 0),
+                number(up(zk), 0)
+            ),
+        ]);
+    }
+    let mut memory = Table::new([
+        "members' resident memory per consumer, KiB",
+        "rmif",
+        "etcd",
+        "ZooKeeper",
+    ]);
+    // The largest count only: a member's resident memory moves by more than a few consumers
+    // hold (allocator pools, the JVM's heap), so a small count's figure says nothing.
+    if let Some(consumers) = measured("discovery/memory/").into_iter().max() {
+        let kib = |system| results.median(system, &discovery::memory_metric(consumers));
+        memory.row([
+            format!("{consumers} consumers"),
+            number(kib(rmif), 1),
+            number(kib(etcd), 1),
+            number(kib(zk), 1),
+        ]);
+    }
+    let mut cpu = Table::new([
+        "CPU ms per change (consumers' process / 3 members)",
+        "rmif",
+        "etcd",
+        "ZooKeeper",
+    ]);
+    for consumers in measured("discovery/") {
+        let ms = |system, name| results.median(system, &discovery::latency_metric(consumers, name));
+        let cell = |system| {
+            format!(
+                "{} / {}",
+                number(ms(system, "cpu-consumers"), 2),
+                number(ms(system, "cpu-members"), 2)
+            )
+        };
+        cpu.row([
+            format!("{consumers} consumers"),
+            cell(rmif),
+            cell(etcd),
+            cell(zk),
+        ]);
+    }
+    format!("\n{propagation}\n{bytes}\n{memory}\n{cpu}")
 }

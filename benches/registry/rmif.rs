@@ -1,18 +1,27 @@
 //! rmif-registry: its members' configuration, how to tell its leader, and every operation the
-//! scenarios make, through the public client (`rmif_registry::RegistryClient`).
+//! scenarios make, through the public client (`rmif_registry::RegistryClient`) and, for
+//! discovery, the consumer path users run (`rmif_registry::discovery::RegistryDiscovery`).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use rmif_core::{Discovery, ProviderSet, ServiceKey};
 use rmif_registry::api::WatchMode;
-use rmif_registry::{ChangeKind, ClientOptions, Consistency, CreateMode, RegistryClient, Watcher};
+use rmif_registry::discovery::{
+    ConsumerMetadata, RegistryDiscovery, consumers_path, providers_path,
+};
+use rmif_registry::{
+    ChangeKind, ClientOptions, Consistency, CreateMode, RegistryClient, RegistryError, Session,
+    Watcher,
+};
+use tokio::sync::watch;
 
 use crate::process::{Launch, loopback};
 use crate::servers::Servers;
 use crate::system::Change;
-use crate::system::{MemberPorts, Role};
+use crate::system::{DISCOVERY_SESSION, MemberPorts, Role, provider_metadata};
 
 /// Each member's properties file and command line: the release `rmif-registry` with its default
 /// Raft timing (25 ms ticks, election after 10, heartbeat every 2), plus `--rmif-set`.
@@ -167,4 +176,141 @@ pub async fn hold_ephemeral(
         .expect("create ephemeral");
     ready(session.timeout());
     std::future::pending::<()>().await;
+}
+
+/// A session holding provider nodes of one service, created under
+/// `rmif_registry::discovery::providers_path` with `ProviderMetadata::to_json()` data: what
+/// `Registration::announce` creates for each provider, without a session per provider.
+pub struct ProviderHost {
+    session: Session,
+    providers: String,
+    consumers: String,
+}
+
+impl ProviderHost {
+    pub async fn open(member: SocketAddr, service: &str) -> Result<ProviderHost, String> {
+        let key = ServiceKey::new(service);
+        let client = RegistryClient::new(&[member], ClientOptions::default());
+        let providers = providers_path(&key);
+        // The parents, as `Registration` creates them for the first provider of a service.
+        let mut parent = String::new();
+        for name in providers.split('/').filter(|n| !n.is_empty()) {
+            parent = format!("{parent}/{name}");
+            match client.create(&parent, b"", CreateMode::PERSISTENT).await {
+                Ok(_) | Err(RegistryError::NodeExists { .. }) => {}
+                Err(e) => return Err(format!("rmif: create {parent}: {e}")),
+            }
+        }
+        let session = client
+            .open_session(DISCOVERY_SESSION)
+            .await
+            .map_err(|e| format!("rmif: open session: {e}"))?;
+        Ok(ProviderHost {
+            session,
+            providers,
+            consumers: consumers_path(&key),
+        })
+    }
+
+    pub async fn announce(&self, addr: SocketAddr) -> Result<(), String> {
+        let ephemeral = CreateMode {
+            ephemeral: true,
+            sequential: false,
+        };
+        self.session
+            .create(
+                &format!("{}/{addr}", self.providers),
+                &provider_metadata(addr).to_json(),
+                ephemeral,
+            )
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    pub async fn withdraw(&self, addr: SocketAddr) -> Result<(), String> {
+        self.session
+            .delete(&format!("{}/{addr}", self.providers), None)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Consumers registered under the service (by `RegistryDiscovery::registering`).
+    pub async fn registered_consumers(&self) -> Result<usize, String> {
+        match self
+            .session
+            .client()
+            .children(&self.consumers, Consistency::Stale)
+            .await
+        {
+            Ok(list) => Ok(list.children.len()),
+            Err(RegistryError::NoNode { .. }) => Ok(0),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+/// A consumer as `rmif_registry::discovery::consumer_discovery` builds one (without its cache
+/// file): a `RegistryDiscovery` over a `RegistryClient` of its own, registering the consumer
+/// under each service it follows (a session and an ephemeral node), its list read from the
+/// `ProviderSet` receiver that `Discovery::subscribe` returns.
+pub struct Consumer {
+    discovery: RegistryDiscovery,
+    providers: watch::Receiver<ProviderSet>,
+}
+
+impl Consumer {
+    /// Returns once the list is resolved.
+    pub async fn start(member: SocketAddr, service: &str, id: usize) -> Result<Consumer, String> {
+        let client = RegistryClient::new(&[member], ClientOptions::default());
+        let metadata = ConsumerMetadata {
+            address: member.ip().to_string(),
+            pid: std::process::id(),
+            application: "bench-consumer".to_owned(),
+            policy: "random".to_owned(),
+            serialization: "msgpack".to_owned(),
+            rmif_version: "0.1.0".to_owned(),
+            start_time_ms: 1_764_000_000_000,
+            extra: [("consumer".to_owned(), id.into())].into(),
+        };
+        let discovery = RegistryDiscovery::new(client).registering(metadata, DISCOVERY_SESSION);
+        let mut providers = discovery.subscribe(&ServiceKey::new(service));
+        providers
+            .wait_for(|set| set.resolved)
+            .await
+            .map_err(|_| "rmif: discovery stopped".to_owned())?;
+        Ok(Consumer {
+            discovery,
+            providers,
+        })
+    }
+
+    pub fn holds(&self, addr: SocketAddr) -> bool {
+        self.providers
+            .borrow()
+            .providers
+            .iter()
+            .any(|p| p.addr == addr)
+    }
+
+    pub fn len(&self) -> usize {
+        self.providers.borrow().providers.len()
+    }
+
+    pub async fn changed(&mut self) -> Result<(), String> {
+        self.providers
+            .changed()
+            .await
+            .map_err(|_| "rmif: discovery stopped".to_owned())
+    }
+
+    /// Withdraws the registration (closes the session); the watch stops with the discovery.
+    pub async fn close(self) {
+        self.discovery.withdraw().await;
+    }
 }

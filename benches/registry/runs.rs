@@ -9,7 +9,7 @@ use rmif_bench::measure::{Results, rotated};
 
 use crate::client::Conn;
 use crate::cluster::Cluster;
-use crate::scenarios::{ephemeral, failover, fanout, throughput, watch};
+use crate::scenarios::{discovery, ephemeral, failover, fanout, throughput, watch};
 use crate::servers::Servers;
 use crate::{Options, Scenario, System, report};
 
@@ -124,6 +124,7 @@ async fn run_scenario(
         }
         Scenario::Watch => watch::run(cluster, leader, options.samples, results).await,
         Scenario::Fanout => fanout::run(cluster, leader, options.fanout_changes, results).await,
+        Scenario::Discovery => discovery::run(cluster, leader, &options.discovery, results).await,
         Scenario::Ephemeral => ephemeral::run(cluster, leader, options.ephemerals, results).await,
         Scenario::Failover => failover::run(cluster, options.kills, results).await,
     }

@@ -1,7 +1,11 @@
-//! What the harness and each system's module exchange: a member's ports and role, and what a
-//! watcher saw.
+//! What the harness and each system's module exchange: a member's ports and role, what a
+//! watcher saw, and what discovery's providers announce.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use rmif_registry::discovery::ProviderMetadata;
 
 /// Each member's ports on loopback, member i at index i.
 pub struct MemberPorts {
@@ -25,4 +29,25 @@ pub enum Role {
 pub enum Change {
     Updated,
     Deleted,
+}
+
+/// The session timeout of the discovery scenario's provider hosts and consumers (etcd: the
+/// providers' lease TTL).
+pub const DISCOVERY_SESSION: Duration = Duration::from_secs(10);
+
+/// What a provider at `addr` announces: about 240 bytes of JSON, as a real provider's metadata
+/// (its methods, formats, version, application, start time, a label).
+pub fn provider_metadata(addr: SocketAddr) -> ProviderMetadata {
+    ProviderMetadata {
+        weight: 100,
+        version: "1.0.0".to_owned(),
+        group: String::new(),
+        application: "bench-provider".to_owned(),
+        methods: ["get", "put", "list", "remove"].map(str::to_owned).to_vec(),
+        serializations: vec!["msgpack".to_owned(), "json".to_owned()],
+        compressions: vec!["lz4".to_owned()],
+        rmif_version: "0.1.0".to_owned(),
+        start_time_ms: 1_764_000_000_000 + u64::from(addr.port()),
+        extra: BTreeMap::from([("zone".to_owned(), "zone-a".into())]),
+    }
 }

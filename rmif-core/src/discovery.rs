@@ -16,8 +16,10 @@ pub struct ProviderInfo {
     pub addr: SocketAddr,
     /// Relative weight for weighted policies (1 or more).
     pub weight: u32,
-    /// Whatever else it announced (version, methods, serialization, zone, …).
-    pub metadata: BTreeMap<String, String>,
+    /// Whatever else it announced (version, methods, serialization, zone, …). Shared: a
+    /// discovery publishes a new list on every change of any provider, and each copy of the
+    /// list (every consumer's, every route's) then shares the labels instead of copying them.
+    pub metadata: Arc<BTreeMap<String, String>>,
 }
 
 impl ProviderInfo {
@@ -26,7 +28,7 @@ impl ProviderInfo {
         ProviderInfo {
             addr,
             weight: 100,
-            metadata: BTreeMap::new(),
+            metadata: Arc::default(),
         }
     }
 }
