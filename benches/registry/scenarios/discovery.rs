@@ -310,11 +310,12 @@ async fn follow(
     loop {
         // The goal is set before the write that meets it is issued: checking after each change
         // of the list is enough.
-        if let Some(goal) = *goal.borrow() {
-            if reported != Some(goal.round) && consumer.holds(goal.addr) == goal.present {
-                reported = Some(goal.round);
-                let _ = reached.send((goal.round, Instant::now()));
-            }
+        if let Some(goal) = *goal.borrow()
+            && reported != Some(goal.round)
+            && consumer.holds(goal.addr) == goal.present
+        {
+            reported = Some(goal.round);
+            let _ = reached.send((goal.round, Instant::now()));
         }
         tokio::select! {
             _ = stop.cancelled() => return consumer,
