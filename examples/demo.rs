@@ -183,10 +183,13 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     println!("registry    lists {}", listed.join(", "));
 
     // 3. The consumer finds them through the registry and calls them in turn.
-    let consumer = App::from_config(RpcConfig::parse(
-        &properties(&registry_addr, "consumer"),
-        "demo",
-    )?)
+    // Its cache of provider lists goes with the registry's data: both are this run's only.
+    let consumer_properties = format!(
+        "{}Discovery_cache_file={}\n",
+        properties(&registry_addr, "consumer"),
+        data.path().join("consumer.cache").display()
+    );
+    let consumer = App::from_config(RpcConfig::parse(&consumer_properties, "demo")?)
     .start()
     .await?;
     let calculator: CalculatorConsumer = consumer.stub()?;

@@ -36,11 +36,17 @@ fn calculator_key() -> rmif_core::ServiceKey {
 }
 
 /// Properties shared by the test's processes: the registry, and timing short enough that a
-/// dead process's session expires within seconds.
+/// dead process's session expires within seconds. A consumer keeps no cache file unless `extra`
+/// names one: the tests leave nothing behind.
 fn properties(cluster: &Cluster, role: &str, extra: &str) -> String {
+    let cache = if extra.contains("Discovery_cache_file=") {
+        ""
+    } else {
+        "Discovery_cache_file=none\n"
+    };
     format!(
         "Server_type={role}\nConfig_center_url={}\nProvider_bind=127.0.0.1\n\
-         Tick_time=500\nAgain_time=3\nConsumer_policy=rotate\n{extra}",
+         Tick_time=500\nAgain_time=3\nConsumer_policy=rotate\n{cache}{extra}",
         cluster.servers_arg()
     )
 }

@@ -43,7 +43,7 @@
 //!   names; `getChildren` with a one-shot watch, again on every notification), etcd with a range
 //!   read then a prefix watch. A provider on a follower announces itself (an ephemeral node with
 //!   ~200 bytes of metadata; etcd: a key on a lease); the time until every consumer's list holds
-//!   it, p50/p99/max over the announcements of a run. Also: the bytes a member sends one
+//!   it, p50/p99/max over every announcement of every run. Also: the bytes a member sends one
 //!   consumer for one added provider, at 10 and 1,000 providers, counted by a TCP proxy between
 //!   them; and the members' resident memory per consumer.
 //! - **ephemeral**: a separate process (this binary, re-executed with `--hold-ephemeral`) holds an

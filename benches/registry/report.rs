@@ -185,24 +185,32 @@ fn discovery_tables(results: &Results<System>) -> String {
         "samples".to_owned(),
     ]);
     // `discovery/{consumers}/…`: the bytes and memory figures' next part is not a number.
+    // Quantiles over every timed announcement of every run (each run's own p99 would rest on
+    // a few dozen samples).
     for consumers in measured("discovery/") {
-        let figure =
-            |system, name| results.median(system, &discovery::latency_metric(consumers, name));
+        let metric = discovery::latency_metric(consumers, "latency");
+        let at = |system, q| results.quantile(system, &metric, q);
         let cell = |system| {
             format!(
                 "{} / {} / {}",
-                number(figure(system, "p50"), 1),
-                number(figure(system, "p99"), 1),
-                number(figure(system, "max"), 1)
+                number(at(system, 0.50), 1),
+                number(at(system, 0.99), 1),
+                number(at(system, 1.0), 1)
             )
         };
+        let samples = System::ALL
+            .iter()
+            .map(|&system| results.count(system, &metric))
+            .max()
+            .unwrap_or(0);
         propagation.row([
             format!("{consumers} consumers"),
             cell(rmif),
             cell(etcd),
             cell(zk),
-            ratio(figure(rmif, "p99"), figure(etcd, "p99")),
-            ratio(figure(rmif, "p99"), figure(zk, "p99")),
+            ratio(at(rmif, 0.99), at(etcd, 0.99)),
+            ratio(at(rmif, 0.99), at(zk, 0.99)),
+            format!("{samples} per system"),
         ]);
     }
     let mut bytes = Table::new([
