@@ -190,8 +190,8 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
         data.path().join("consumer.cache").display()
     );
     let consumer = App::from_config(RpcConfig::parse(&consumer_properties, "demo")?)
-    .start()
-    .await?;
+        .start()
+        .await?;
     let calculator: CalculatorConsumer = consumer.stub()?;
     calculator.ready(Duration::from_secs(10)).await?;
 
