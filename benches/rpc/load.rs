@@ -8,14 +8,18 @@ use rmif_bench::measure::{Sample, Tally, Window};
 use rmif_bench::options::Timing;
 
 use crate::caller::Caller;
-use crate::provider::ProviderProcess;
+use crate::provider::{ProviderProcess, Serving};
 use crate::scenario::{Op, Scenario};
 use crate::{System, raw, rmif, tarpc};
 
 /// Runs `scenario` against a fresh provider process of `system`: a new process and connection
 /// per cell, so that no cell inherits another's buffers, caches or backlog.
 pub async fn measure(system: System, scenario: Scenario, timing: &Timing) -> Sample {
-    let provider = ProviderProcess::start(system, scenario.lz4);
+    let serving = Serving {
+        lz4: scenario.lz4,
+        awaits: scenario.awaits,
+    };
+    let provider = ProviderProcess::start(system, serving);
     let sample = match system {
         System::Rmif => {
             let caller = rmif::RmifCaller::connect(provider.addr, scenario.lz4);

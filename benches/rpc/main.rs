@@ -6,7 +6,8 @@
 //!     --runs N            repeat the whole matrix N times, report medians (default 3)
 //!     --duration S        seconds measured per cell (default 3), after --warmup S (default 1)
 //!     --only SYSTEM       rmif, tarpc or raw (repeatable)
-//!     --scenario NAME     add-1, add-16, add-256, echo-1k[-lz4], echo-64k[-lz4] (repeatable)
+//!     --scenario NAME     add-1, add-16, add-256, echo-1k[-lz4], echo-64k[-lz4|-bytes],
+//!                         add-await-1, add-await-16, add-await-256 (repeatable)
 //!     --help              these options
 //! ```
 //!
@@ -20,6 +21,12 @@
 //! (default 3) of measurement; the whole matrix is repeated `--runs` times (default 3), the
 //! systems' order rotating between runs, and the table shows the median of each figure.
 //!
+//! In the `add-await` scenarios every system's `add` handler sends its numbers to a task of the
+//! provider process and awaits the answer (see `backend`): it is pending on its first poll and
+//! woken from another task, as a handler awaiting a database or another service is. raw then
+//! spawns a task per request and sends the answers through one writer task (tarpc spawns per
+//! request in every scenario).
+//!
 //! In the `-lz4` scenarios rmif and raw compress bodies of 1 KiB and more with the same lz4 block
 //! codec (raw as the floor of that work); tarpc has no compression, so it is not measured again
 //! and the table repeats its uncompressed figures. Echo bodies are JSON-like ASCII text, which lz4
@@ -30,6 +37,7 @@
 //! Run without `--bench` (as `cargo test --benches` does) the binary only smoke-tests every pair
 //! for a fraction of a second.
 
+mod backend;
 mod caller;
 mod load;
 mod provider;
@@ -98,6 +106,10 @@ struct Cli {
     /// With --serve: compress as the -lz4 scenarios do
     #[arg(long, hide = true, requires = "serve")]
     lz4: bool,
+
+    /// With --serve: handlers await a backend task, as in the add-await scenarios
+    #[arg(long, hide = true, requires = "serve")]
+    awaits: bool,
 }
 
 /// `--scenario`'s values: the scenarios' names.
@@ -120,7 +132,13 @@ struct Options {
 fn main() {
     let cli = Cli::parse();
     match cli.serve {
-        Some(system) => provider::serve(system, cli.lz4),
+        Some(system) => provider::serve(
+            system,
+            provider::Serving {
+                lz4: cli.lz4,
+                awaits: cli.awaits,
+            },
+        ),
         None => bench(Options {
             timing: cli.run.timing(Duration::from_millis(200)),
             systems: selected(&System::ALL, &cli.systems),

@@ -7,27 +7,40 @@ use std::process::Child;
 use rmif_bench::helper;
 use tokio::net::TcpListener;
 
+use crate::backend::Backend;
 use crate::{System, raw, rmif, tarpc};
 
+/// How the provider process serves: compressing as the `-lz4` scenarios do, and with handlers
+/// that await a backend task (`add-await`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    pub lz4: bool,
+    pub awaits: bool,
+}
+
 /// The provider process's `main`: serves `system` until the parent goes away.
-pub fn serve(system: System, lz4: bool) {
+pub fn serve(system: System, serving: Serving) {
     helper::exit_with_parent();
     rmif_bench::runtime().block_on(async move {
+        let backend = serving.awaits.then(Backend::start);
         match system {
             System::Rmif => {
-                let server = rmif::serve(lz4).await;
+                let server = rmif::serve(serving.lz4, backend).await;
                 helper::announce(server.local_addr());
                 std::future::pending::<()>().await;
             }
             System::Tarpc => {
                 let listener = bind_loopback().await;
                 helper::announce(listener.local_addr().expect("local addr"));
-                tarpc::serve(listener).await;
+                tarpc::serve(listener, backend).await;
             }
             System::Raw => {
                 let listener = bind_loopback().await;
                 helper::announce(listener.local_addr().expect("local addr"));
-                raw::serve(listener).await;
+                match backend {
+                    Some(backend) => raw::serve_spawning(listener, backend).await,
+                    None => raw::serve(listener).await,
+                }
             }
         }
     });
@@ -46,10 +59,13 @@ pub struct ProviderProcess {
 }
 
 impl ProviderProcess {
-    pub fn start(system: System, lz4: bool) -> ProviderProcess {
+    pub fn start(system: System, serving: Serving) -> ProviderProcess {
         let mut command = helper::command(["--serve", system.name()]);
-        if lz4 {
+        if serving.lz4 {
             command.arg("--lz4");
+        }
+        if serving.awaits {
+            command.arg("--awaits");
         }
         let mut child = command.spawn().expect("start the provider process");
         let line = helper::announcement(&mut child);

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use crate::backend::Backend;
 use crate::caller::Caller;
 
 const OP_ADD: u8 = 0;
@@ -43,6 +44,45 @@ async fn serve_connection(stream: TcpStream) -> std::io::Result<()> {
             responses.feed(answer(request?)).await?;
         }
         SinkExt::<Bytes>::flush(&mut responses).await?;
+    }
+    Ok(())
+}
+
+/// The baseline for handlers that await: each request in a task of its own (its `add` asks
+/// `backend`), every answer through one writer task per connection that writes whatever
+/// accumulated in one system call.
+pub async fn serve_spawning(listener: TcpListener, backend: Backend) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(serve_connection_spawning(stream, backend.clone()));
+    }
+}
+
+async fn serve_connection_spawning(stream: TcpStream, backend: Backend) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (read, write) = stream.into_split();
+    let mut requests = FramedRead::new(read, LengthDelimitedCodec::new());
+    let (answers, queue) = mpsc::unbounded_channel();
+    tokio::spawn(write_frames(
+        queue,
+        FramedWrite::new(write, LengthDelimitedCodec::new()),
+    ));
+    while let Some(request) = requests.next().await {
+        let mut request = request?;
+        let (answers, backend) = (answers.clone(), backend.clone());
+        tokio::spawn(async move {
+            let response = if request.get(8) == Some(&OP_ADD) {
+                let id = request.get_u64();
+                request.advance(1);
+                let (a, b) = (request.get_u64(), request.get_u64());
+                let mut response = BytesMut::with_capacity(16);
+                response.put_u64(id);
+                response.put_u64(backend.add(a, b).await);
+                response.freeze()
+            } else {
+                answer(request)
+            };
+            let _ = answers.send(response);
+        });
     }
     Ok(())
 }
@@ -85,7 +125,7 @@ impl RawCaller {
         let (read, write) = stream.into_split();
         let pending = Pending::default();
         let (outgoing, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_requests(
+        tokio::spawn(write_frames(
             queue,
             FramedWrite::new(write, LengthDelimitedCodec::new()),
         ));
@@ -116,13 +156,14 @@ impl RawCaller {
     }
 }
 
-async fn write_requests(
+/// Writes the frames queued by many tasks, whatever accumulated meanwhile in one system call.
+async fn write_frames(
     mut queue: mpsc::UnboundedReceiver<Bytes>,
     mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>,
 ) -> std::io::Result<()> {
     while let Some(frame) = queue.recv().await {
         sink.feed(frame).await?;
-        // Coalesce whatever other callers queued meanwhile into the same write.
+        // Coalesce whatever other tasks queued meanwhile into the same write.
         while let Ok(frame) = queue.try_recv() {
             sink.feed(frame).await?;
         }

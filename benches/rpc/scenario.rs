@@ -19,10 +19,14 @@ pub struct Scenario {
     /// Caller tasks sharing the one connection.
     pub callers: usize,
     pub lz4: bool,
+    /// The provider's handler awaits its backend task (see `backend`) before answering, so it
+    /// is pending on its first poll, as a real service's handler is.
+    pub awaits: bool,
 }
 
-/// Every scenario, in table order. The `-lz4` ones compress bodies of 1 KiB and more.
-pub const SCENARIOS: [Scenario; 8] = [
+/// Every scenario, in table order. The `-lz4` ones compress bodies of 1 KiB and more; in the
+/// `add-await` ones the provider's handler awaits an answer from another task.
+pub const SCENARIOS: [Scenario; 11] = [
     Scenario::new("add-1", Op::Add, 1, false),
     Scenario::new("add-16", Op::Add, 16, false),
     Scenario::new("add-256", Op::Add, 256, false),
@@ -31,6 +35,9 @@ pub const SCENARIOS: [Scenario; 8] = [
     Scenario::new("echo-64k", Op::Echo(64 * 1024), 16, false),
     Scenario::new("echo-64k-lz4", Op::Echo(64 * 1024), 16, true),
     Scenario::new("echo-64k-bytes", Op::EchoBytes(64 * 1024), 16, false),
+    Scenario::awaiting("add-await-1", 1),
+    Scenario::awaiting("add-await-16", 16),
+    Scenario::awaiting("add-await-256", 256),
 ];
 
 impl Scenario {
@@ -40,6 +47,18 @@ impl Scenario {
             op,
             callers,
             lz4,
+            awaits: false,
+        }
+    }
+
+    /// `add` by `callers` callers, its handler awaiting the provider's backend task.
+    const fn awaiting(name: &'static str, callers: usize) -> Self {
+        Scenario {
+            name,
+            op: Op::Add,
+            callers,
+            lz4: false,
+            awaits: true,
         }
     }
 
@@ -52,13 +71,17 @@ impl Scenario {
         {
             return SCENARIOS
                 .into_iter()
-                .find(|s| s.op == Op::Echo(len) && s.callers == self.callers && !s.lz4)
+                .find(|s| {
+                    s.op == Op::Echo(len) && s.callers == self.callers && !s.lz4 && !s.awaits
+                })
                 .expect("every bytes scenario has a Vec<u8> twin");
         }
         if self.lz4 && !system.compresses() {
             SCENARIOS
                 .into_iter()
-                .find(|s| s.op == self.op && s.callers == self.callers && !s.lz4)
+                .find(|s| {
+                    s.op == self.op && s.callers == self.callers && !s.lz4 && !s.awaits
+                })
                 .expect("every lz4 scenario has an uncompressed twin")
         } else {
             self

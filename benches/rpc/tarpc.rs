@@ -12,6 +12,7 @@ use tarpc::{client, context, serde_transport};
 use tokio::net::TcpListener;
 
 use crate::CALL_DEADLINE;
+use crate::backend::Backend;
 use crate::caller::Caller;
 
 #[tarpc::service]
@@ -20,12 +21,16 @@ pub trait Bench {
     async fn echo(body: Vec<u8>) -> Vec<u8>;
 }
 
+/// The server; with a backend (the `add-await` scenarios), `add` awaits it.
 #[derive(Clone)]
-struct BenchServer;
+struct BenchServer(Option<Backend>);
 
 impl Bench for BenchServer {
     async fn add(self, _: context::Context, a: u64, b: u64) -> u64 {
-        a.wrapping_add(b)
+        match &self.0 {
+            Some(backend) => backend.add(a, b).await,
+            None => a.wrapping_add(b),
+        }
     }
 
     async fn echo(self, _: context::Context, body: Vec<u8>) -> Vec<u8> {
@@ -34,7 +39,7 @@ impl Bench for BenchServer {
 }
 
 /// Serves every connection, each request in its own task.
-pub async fn serve(listener: TcpListener) {
+pub async fn serve(listener: TcpListener, backend: Option<Backend>) {
     let mut incoming = serde_transport::tcp::listen_on(listener, Bincode::default)
         .await
         .expect("tarpc listener");
@@ -42,7 +47,7 @@ pub async fn serve(listener: TcpListener) {
         let channel = BaseChannel::with_defaults(transport);
         tokio::spawn(
             channel
-                .execute(BenchServer.serve())
+                .execute(BenchServer(backend.clone()).serve())
                 .for_each(|response| async {
                     tokio::spawn(response);
                 }),
