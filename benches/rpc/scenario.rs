@@ -71,17 +71,13 @@ impl Scenario {
         {
             return SCENARIOS
                 .into_iter()
-                .find(|s| {
-                    s.op == Op::Echo(len) && s.callers == self.callers && !s.lz4 && !s.awaits
-                })
+                .find(|s| s.op == Op::Echo(len) && s.callers == self.callers && !s.lz4 && !s.awaits)
                 .expect("every bytes scenario has a Vec<u8> twin");
         }
         if self.lz4 && !system.compresses() {
             SCENARIOS
                 .into_iter()
-                .find(|s| {
-                    s.op == self.op && s.callers == self.callers && !s.lz4 && !s.awaits
-                })
+                .find(|s| s.op == self.op && s.callers == self.callers && !s.lz4 && !s.awaits)
                 .expect("every lz4 scenario has an uncompressed twin")
         } else {
             self

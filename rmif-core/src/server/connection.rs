@@ -7,10 +7,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
+use futures_util::future::{AbortHandle, Abortable};
 use futures_util::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::call::ProviderCall;
@@ -103,11 +103,12 @@ pub(super) async fn serve(
             }
         }
         // A lone request is answered from here, saving the writer task's wake-up; a batch goes
-        // to the writer task, so that reading the next batch and writing this one overlap.
+        // to the writer task, which sends it with the answers of handlers finishing meanwhile
+        // (a large batch is written from here at once).
         if batch == 1 {
             link.flush();
         } else {
-            link.wake_writer();
+            link.send_batch();
         }
         if link.is_closed() {
             break;
@@ -241,21 +242,20 @@ impl ProviderConnection {
         task: impl Future<Output = ()> + Send + 'static,
         credit: Option<Arc<Semaphore>>,
     ) {
-        // Holding the lock across the spawn keeps the task's own `forget` from running before
-        // its entry exists.
-        let mut running = lock(&self.running);
-        let handle = tokio::spawn(task);
-        running.insert(
-            id,
-            RunningCall {
-                abort: handle.abort_handle(),
-                credit,
-            },
-        );
+        // The entry exists before the task does, so the task's own `forget` always finds it,
+        // and the lock is not held across the spawn: a worker woken by the spawn would block on
+        // it as soon as a quick handler finished.
+        let (abort, registration) = AbortHandle::new_pair();
+        lock(&self.running).insert(id, RunningCall { abort, credit });
+        tokio::spawn(Abortable::new(task, registration));
     }
 
-    pub(super) fn forget(&self, id: u64) {
-        lock(&self.running).remove(&id);
+    /// Forgets a call whose task is ending; returns how many other calls of this connection
+    /// still run in tasks.
+    pub(super) fn forget(&self, id: u64) -> usize {
+        let mut running = lock(&self.running);
+        running.remove(&id);
+        running.len()
     }
 
     pub(super) fn cancel(&self, id: u64) {
@@ -291,6 +291,25 @@ impl ProviderConnection {
     ) {
         self.answer(kind, id, format, reply);
         self.link.flush();
+    }
+
+    /// Sends the reply of a call whose handler ran in a task of its own. With no other call
+    /// of the connection running, it is written at once from here; otherwise it goes to the
+    /// writer task, which sends the answers of handlers that finish together in one system
+    /// call instead of one each.
+    pub(super) fn answer_from_task(
+        &self,
+        id: u64,
+        format: Serialization,
+        reply: &Reply,
+        others_running: usize,
+    ) {
+        self.answer(FrameKind::Response, id, format, reply);
+        if others_running == 0 {
+            self.link.flush();
+        } else {
+            self.link.wake_writer();
+        }
     }
 
     /// Queues a stream item for the writer task. Items of many streams on one connection are

@@ -31,7 +31,7 @@ impl ProviderConnection {
     ) {
         match poll_once(&context, &mut future) {
             Ok(Poll::Ready(answer)) => {
-                self.finish_layered(id, format, context, answer, active, false)
+                self.finish_layered(id, format, context, answer, active, None)
             }
             Err(panic) => {
                 drop(active);
@@ -47,7 +47,7 @@ impl ProviderConnection {
                         Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
                         None => Some(work.await),
                     };
-                    connection.forget(id);
+                    let others = connection.forget(id);
                     match outcome {
                         Some(Ok(answer)) => connection.finish_layered(
                             id,
@@ -55,12 +55,12 @@ impl ProviderConnection {
                             call_context,
                             answer,
                             active,
-                            true,
+                            Some(others),
                         ),
                         Some(Err(panic)) => {
                             drop(active);
                             let reply = Reply::message(Status::Internal, panic_message(&*panic));
-                            connection.answer_now(FrameKind::Response, id, format, &reply);
+                            connection.answer_from_task(id, format, &reply, others);
                         }
                         None => {
                             drop(active);
@@ -68,7 +68,7 @@ impl ProviderConnection {
                                 Status::DeadlineExceeded,
                                 "the call's deadline passed while its handler ran; the handler was stopped",
                             );
-                            connection.answer_now(FrameKind::Response, id, format, &reply);
+                            connection.answer_from_task(id, format, &reply, others);
                         }
                     }
                 };
@@ -77,8 +77,8 @@ impl ProviderConnection {
         }
     }
 
-    /// Sends what a layered call answered; `from_task` when it finished in a task of its own
-    /// (the reader's batch flush does not cover it).
+    /// Sends what a layered call answered. `from_task` holds how many other calls still run
+    /// when it finished in a task of its own (the reader's batch flush does not cover it).
     fn finish_layered(
         self: &Arc<Self>,
         id: u64,
@@ -86,7 +86,7 @@ impl ProviderConnection {
         context: CallContext,
         answer: Result<ProviderAnswer, BoxError>,
         active: ActiveCall,
-        from_task: bool,
+        from_task: Option<usize>,
     ) {
         let reply = match answer {
             Ok(ProviderAnswer {
@@ -101,8 +101,8 @@ impl ProviderConnection {
             Err(error) => Reply::message(Status::Rejected, rejection_reason(&*error)),
         };
         drop(active);
-        if from_task {
-            self.answer_now(FrameKind::Response, id, format, &reply);
+        if let Some(others) = from_task {
+            self.answer_from_task(id, format, &reply, others);
         } else {
             self.answer(FrameKind::Response, id, format, &reply);
         }
@@ -137,7 +137,7 @@ impl ProviderConnection {
                         Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
                         None => Some(work.await),
                     };
-                    connection.forget(id);
+                    let others = connection.forget(id);
                     let reply = match outcome {
                         Some(Ok(reply)) => reply,
                         Some(Err(panic)) => {
@@ -148,7 +148,7 @@ impl ProviderConnection {
                             "the call's deadline passed while its handler ran; the handler was stopped",
                         ),
                     };
-                    connection.answer_now(FrameKind::Response, id, format, &reply);
+                    connection.answer_from_task(id, format, &reply, others);
                 };
                 self.spawn_call(id, context.scope(task), None);
             }

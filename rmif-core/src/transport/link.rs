@@ -4,7 +4,8 @@
 //! Frames reach the socket in queue order by one of two ways, never both at once (a `writing`
 //! flag decides): the writer task, which coalesces whatever accumulated while it was busy, or,
 //! when the connection is idle, the sender itself (`flush`), which saves a task wake-up on every
-//! message of a lightly loaded connection.
+//! message of a lightly loaded connection. A woken writer task lets the other runnable tasks go
+//! first, so that the frames of many senders leave in one write rather than one each.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ const WRITE_HIGH_WATER: usize = 8 * 1024 * 1024;
 const MAX_RETAINED_BUFFER: usize = 1024 * 1024;
 /// How long a closing connection may spend flushing frames queued before the close.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
+/// A batch of this many queued bytes is worth a write of its own (see [`Link::send_batch`]).
+const BATCH_WRITTEN_AT_ONCE: usize = 32 * 1024;
 /// Initial capacity of the read buffer.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -122,6 +125,17 @@ impl Link {
         }
     }
 
+    /// Sends a batch of frames (the answers to requests that arrived together): a small one
+    /// goes to the writer task, which sends it with whatever else the tasks runnable now are
+    /// about to send; a large one is already worth its write and is written from here at once.
+    pub(crate) fn send_batch(&self) {
+        if self.queue.len() >= BATCH_WRITTEN_AT_ONCE {
+            self.flush();
+        } else {
+            self.wake_writer();
+        }
+    }
+
     /// Writes what is queued from the calling task if no one else is writing (the writer task
     /// is idle); otherwise leaves it to the one who is. Whatever the socket does not take at
     /// once is left to the writer task.
@@ -138,7 +152,7 @@ impl Link {
         match written {
             Err(error) => self.close(format!("write to {} failed: {error}", self.peer)),
             // Frames queued while the flag was held, or a remainder the socket did not take:
-            // the writer task writes them.
+            // the writer task writes them, with whatever else is about to be sent.
             Ok(_) if !self.queue.is_empty() => self.queue.wake_writer(),
             Ok(_) => {}
         }
@@ -227,7 +241,14 @@ async fn run_writer(link: Arc<Link>, liveness: Liveness) {
         // also wakes the writer through the queue).
         tokio::select! {
             biased;
-            _ = link.queue.queued() => {}
+            _ = link.queue.queued() => {
+                // Woken by a sender, this task would run next on the sender's thread, before
+                // the other tasks already runnable there (often callers or handlers about to
+                // send too), and write each frame on its own. Letting the thread run out of
+                // work first sends them in one write: a system call per frame is what loopback
+                // traffic costs most.
+                tokio::task::yield_now().await;
+            }
             _ = link.closed() => break,
             _ = ticker.tick() => {
                 if link.heard_from_peer.swap(false, Ordering::Relaxed) {

@@ -80,18 +80,47 @@ impl WriteQueue {
     /// Writes what is queued to `io` without waiting: as much as the socket takes now. The
     /// caller must hold the connection's write permission (see `Link`). Returns true when
     /// everything was written.
+    ///
+    /// The lock is not held during the system call: senders finishing on other threads
+    /// meanwhile queue their frames behind the ones being written instead of sleeping on it.
     pub(crate) fn write_now(&self, io: &OwnedWriteHalf) -> std::io::Result<bool> {
-        let mut state = lock(&self.state);
-        while !state.buf.is_empty() {
-            match io.try_write(&state.buf) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(written) => state.buf.advance(written),
+        let mut writing = {
+            let mut state = lock(&self.state);
+            if state.buf.is_empty() {
+                return Ok(true);
+            }
+            // The queued bytes, cheaply: the rest of the allocation stays the queue's, and
+            // becomes whole again once these are written and dropped.
+            state.buf.split()
+        };
+        let mut outcome = Ok(());
+        while !writing.is_empty() {
+            match io.try_write(&writing) {
+                Ok(0) => {
+                    outcome = Err(std::io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(written) => writing.advance(written),
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(error) => return Err(error),
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
             }
         }
+        let mut state = lock(&self.state);
+        if !writing.is_empty() {
+            // What the socket did not take goes back in front of what was queued meanwhile.
+            writing.unsplit(state.buf.split());
+            state.buf = writing;
+        }
         self.queued_bytes.store(state.buf.len(), Ordering::SeqCst);
-        Ok(state.buf.is_empty())
+        outcome.map(|()| state.buf.is_empty())
+    }
+
+    /// How many bytes are queued.
+    pub(crate) fn len(&self) -> usize {
+        self.queued_bytes.load(Ordering::SeqCst)
     }
 
     /// True when nothing is queued.
@@ -186,6 +215,57 @@ mod tests {
         let queue = WriteQueue::new(1 << 20);
         queue.close();
         assert!(!queue.push(&heartbeat(1)));
+    }
+
+    /// A direct write that the socket takes only part of leaves the rest in front of the
+    /// frames queued while it wrote: the peer reads every frame once, in queue order.
+    #[tokio::test]
+    async fn a_partial_direct_write_keeps_the_queue_order() {
+        use futures_util::StreamExt;
+        use tokio_util::codec::FramedRead;
+
+        use crate::protocol::FrameCodec;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sender = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (receiver, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&sender)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let (_read_half, io) = sender.into_split();
+        let queue = WriteQueue::new(usize::MAX);
+
+        fn response(id: u64, body: &[u8]) -> OutFrame<'_> {
+            OutFrame::new(FrameHeader::new(FrameKind::Response, id), body)
+        }
+        // Far more than the socket buffers while nobody reads: the first write is partial.
+        let big = vec![7u8; 8 * 1024 * 1024];
+        queue.push_quietly(&response(1, &big));
+        assert!(
+            !queue.write_now(&io).unwrap(),
+            "the socket took 8 MiB at once"
+        );
+        queue.push_quietly(&response(2, b"after"));
+
+        let reading = tokio::spawn(async move {
+            let mut frames = FramedRead::new(receiver, FrameCodec::new(16 * 1024 * 1024));
+            let mut seen = Vec::new();
+            while seen.len() < 2 {
+                let frame = frames.next().await.unwrap().unwrap();
+                seen.push((frame.header.request_id, frame.body.len()));
+            }
+            seen
+        });
+        while !queue.write_now(&io).unwrap() {
+            io.writable().await.unwrap();
+        }
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(20), reading)
+            .await
+            .expect("the peer read both frames")
+            .unwrap();
+        assert_eq!(seen, vec![(1, big.len()), (2, b"after".len())]);
     }
 
     #[tokio::test]
