@@ -17,7 +17,7 @@ use crate::{System, raw, rmif, tarpc};
 pub async fn measure(system: System, scenario: Scenario, timing: &Timing) -> Sample {
     let serving = Serving {
         lz4: scenario.lz4,
-        awaits: scenario.awaits,
+        handler: scenario.handler,
     };
     let provider = ProviderProcess::start(system, serving);
     let sample = match system {

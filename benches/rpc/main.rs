@@ -7,7 +7,8 @@
 //!     --duration S        seconds measured per cell (default 3), after --warmup S (default 1)
 //!     --only SYSTEM       rmif, tarpc or raw (repeatable)
 //!     --scenario NAME     add-1, add-16, add-256, echo-1k[-lz4], echo-64k[-lz4|-bytes],
-//!                         add-await-1, add-await-16, add-await-256 (repeatable)
+//!                         add-await-1, add-await-16, add-await-256, chain-16, chain-256
+//!                         (repeatable)
 //!     --help              these options
 //! ```
 //!
@@ -25,7 +26,8 @@
 //! provider process and awaits the answer (see `backend`): it is pending on its first poll and
 //! woken from another task, as a handler awaiting a database or another service is. raw then
 //! spawns a task per request and sends the answers through one writer task (tarpc spawns per
-//! request in every scenario).
+//! request in every scenario). In the `chain` scenarios `add`'s handler calls a second provider
+//! of the same system in the provider process (consumer → A → B) through that system's client.
 //!
 //! In the `-lz4` scenarios rmif and raw compress bodies of 1 KiB and more with the same lz4 block
 //! codec (raw as the floor of that work); tarpc has no compression, so it is not measured again
@@ -107,9 +109,9 @@ struct Cli {
     #[arg(long, hide = true, requires = "serve")]
     lz4: bool,
 
-    /// With --serve: handlers await a backend task, as in the add-await scenarios
-    #[arg(long, hide = true, requires = "serve")]
-    awaits: bool,
+    /// With --serve: what `add` handlers do before answering
+    #[arg(long, hide = true, requires = "serve", default_value = "immediate")]
+    handler: scenario::Handler,
 }
 
 /// `--scenario`'s values: the scenarios' names.
@@ -136,7 +138,7 @@ fn main() {
             system,
             provider::Serving {
                 lz4: cli.lz4,
-                awaits: cli.awaits,
+                handler: cli.handler,
             },
         ),
         None => bench(Options {

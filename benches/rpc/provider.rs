@@ -8,21 +8,26 @@ use rmif_bench::helper;
 use tokio::net::TcpListener;
 
 use crate::backend::Backend;
+use crate::scenario::Handler;
 use crate::{System, raw, rmif, tarpc};
 
-/// How the provider process serves: compressing as the `-lz4` scenarios do, and with handlers
-/// that await a backend task (`add-await`).
+/// How the provider process serves: compressing as the `-lz4` scenarios do, and with `add`
+/// handlers that do what `handler` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Serving {
     pub lz4: bool,
-    pub awaits: bool,
+    pub handler: Handler,
 }
 
 /// The provider process's `main`: serves `system` until the parent goes away.
 pub fn serve(system: System, serving: Serving) {
     helper::exit_with_parent();
     rmif_bench::runtime().block_on(async move {
-        let backend = serving.awaits.then(Backend::start);
+        let backend = match serving.handler {
+            Handler::Immediate => None,
+            Handler::Awaits => Some(Backend::task()),
+            Handler::Chain => Some(downstream(system).await),
+        };
         match system {
             System::Rmif => {
                 let server = rmif::serve(serving.lz4, backend).await;
@@ -46,6 +51,32 @@ pub fn serve(system: System, serving: Serving) {
     });
 }
 
+/// Starts the second provider of a chain in this process (same system, `add` answered at once)
+/// and returns a client of it.
+async fn downstream(system: System) -> Backend {
+    match system {
+        System::Rmif => {
+            let server = rmif::serve(false, None).await;
+            let caller = rmif::RmifCaller::connect(server.local_addr(), false);
+            // The server runs as long as the process: its handle is not dropped.
+            std::mem::forget(server);
+            Backend::Rmif(caller.stub())
+        }
+        System::Tarpc => {
+            let listener = bind_loopback().await;
+            let addr = listener.local_addr().expect("local addr");
+            tokio::spawn(tarpc::serve(listener, None));
+            Backend::Tarpc(tarpc::TarpcCaller::connect(addr).await.client())
+        }
+        System::Raw => {
+            let listener = bind_loopback().await;
+            let addr = listener.local_addr().expect("local addr");
+            tokio::spawn(raw::serve(listener));
+            Backend::Raw(raw::RawCaller::connect(addr, false).await)
+        }
+    }
+}
+
 async fn bind_loopback() -> TcpListener {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
@@ -64,9 +95,7 @@ impl ProviderProcess {
         if serving.lz4 {
             command.arg("--lz4");
         }
-        if serving.awaits {
-            command.arg("--awaits");
-        }
+        command.args(["--handler", handler_name(serving.handler)]);
         let mut child = command.spawn().expect("start the provider process");
         let line = helper::announcement(&mut child);
         let addr = line.trim().parse().unwrap_or_else(|_| {
@@ -83,5 +112,13 @@ impl Drop for ProviderProcess {
     fn drop(&mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
+    }
+}
+
+fn handler_name(handler: Handler) -> &'static str {
+    match handler {
+        Handler::Immediate => "immediate",
+        Handler::Awaits => "awaits",
+        Handler::Chain => "chain",
     }
 }

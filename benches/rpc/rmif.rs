@@ -1,7 +1,7 @@
 //! rmif: `CalculatorProvider::new(Arithmetic::new())` served by `rmif_core::Server`, called through a
 //! `CalculatorConsumer` stub, default settings but for the call deadline and, in the `-lz4`
 //! scenarios, compression on both sides. In the `add-await` scenarios the provider serves
-//! [`Backed`] instead, whose `add` awaits the backend task.
+//! [`Backed`] instead, whose `add` awaits the backend (a task, or in `chain` a second provider).
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -36,7 +36,7 @@ pub async fn serve(lz4: bool, backend: Option<Backend>) -> ServerHandle {
     builder.serve().await.expect("rmif server")
 }
 
-/// The calculator whose `add` awaits the backend task; the other calls answer at once.
+/// The calculator whose `add` awaits the backend; the other calls answer at once.
 #[derive(Clone)]
 pub struct Backed {
     backend: Backend,
@@ -88,6 +88,11 @@ impl RmifCaller {
             ..ConsumerConfig::default()
         });
         RmifCaller(client.stub())
+    }
+
+    /// The stub, for a provider calling another (`chain`).
+    pub fn stub(self) -> CalculatorConsumer {
+        self.0
     }
 }
 

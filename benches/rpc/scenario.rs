@@ -12,6 +12,17 @@ pub enum Op {
     EchoBytes(usize),
 }
 
+/// What the provider's `add` handler does before it answers (see `backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Handler {
+    /// Nothing: it completes on its first poll.
+    Immediate,
+    /// It awaits the provider process's backend task.
+    Awaits,
+    /// It calls a second provider of the same system (consumer, A, B).
+    Chain,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Scenario {
     pub name: &'static str,
@@ -19,14 +30,14 @@ pub struct Scenario {
     /// Caller tasks sharing the one connection.
     pub callers: usize,
     pub lz4: bool,
-    /// The provider's handler awaits its backend task (see `backend`) before answering, so it
-    /// is pending on its first poll, as a real service's handler is.
-    pub awaits: bool,
+    /// What the provider's `add` handler does before it answers.
+    pub handler: Handler,
 }
 
 /// Every scenario, in table order. The `-lz4` ones compress bodies of 1 KiB and more; in the
-/// `add-await` ones the provider's handler awaits an answer from another task.
-pub const SCENARIOS: [Scenario; 11] = [
+/// `add-await` ones the provider's handler awaits an answer from another task, in the `chain`
+/// ones from another provider.
+pub const SCENARIOS: [Scenario; 13] = [
     Scenario::new("add-1", Op::Add, 1, false),
     Scenario::new("add-16", Op::Add, 16, false),
     Scenario::new("add-256", Op::Add, 256, false),
@@ -35,9 +46,11 @@ pub const SCENARIOS: [Scenario; 11] = [
     Scenario::new("echo-64k", Op::Echo(64 * 1024), 16, false),
     Scenario::new("echo-64k-lz4", Op::Echo(64 * 1024), 16, true),
     Scenario::new("echo-64k-bytes", Op::EchoBytes(64 * 1024), 16, false),
-    Scenario::awaiting("add-await-1", 1),
-    Scenario::awaiting("add-await-16", 16),
-    Scenario::awaiting("add-await-256", 256),
+    Scenario::awaiting("add-await-1", 1, Handler::Awaits),
+    Scenario::awaiting("add-await-16", 16, Handler::Awaits),
+    Scenario::awaiting("add-await-256", 256, Handler::Awaits),
+    Scenario::awaiting("chain-16", 16, Handler::Chain),
+    Scenario::awaiting("chain-256", 256, Handler::Chain),
 ];
 
 impl Scenario {
@@ -47,18 +60,18 @@ impl Scenario {
             op,
             callers,
             lz4,
-            awaits: false,
+            handler: Handler::Immediate,
         }
     }
 
-    /// `add` by `callers` callers, its handler awaiting the provider's backend task.
-    const fn awaiting(name: &'static str, callers: usize) -> Self {
+    /// `add` by `callers` callers, its handler awaiting as `handler` says.
+    const fn awaiting(name: &'static str, callers: usize, handler: Handler) -> Self {
         Scenario {
             name,
             op: Op::Add,
             callers,
             lz4: false,
-            awaits: true,
+            handler,
         }
     }
 
@@ -71,13 +84,23 @@ impl Scenario {
         {
             return SCENARIOS
                 .into_iter()
-                .find(|s| s.op == Op::Echo(len) && s.callers == self.callers && !s.lz4 && !s.awaits)
+                .find(|s| {
+                    s.op == Op::Echo(len)
+                        && s.callers == self.callers
+                        && !s.lz4
+                        && s.handler == Handler::Immediate
+                })
                 .expect("every bytes scenario has a Vec<u8> twin");
         }
         if self.lz4 && !system.compresses() {
             SCENARIOS
                 .into_iter()
-                .find(|s| s.op == self.op && s.callers == self.callers && !s.lz4 && !s.awaits)
+                .find(|s| {
+                    s.op == self.op
+                        && s.callers == self.callers
+                        && !s.lz4
+                        && s.handler == Handler::Immediate
+                })
                 .expect("every lz4 scenario has an uncompressed twin")
         } else {
             self

@@ -21,7 +21,7 @@ pub trait Bench {
     async fn echo(body: Vec<u8>) -> Vec<u8>;
 }
 
-/// The server; with a backend (the `add-await` scenarios), `add` awaits it.
+/// The server; with a backend (the `add-await` and `chain` scenarios), `add` awaits it.
 #[derive(Clone)]
 struct BenchServer(Option<Backend>);
 
@@ -65,9 +65,15 @@ impl TarpcCaller {
             .expect("connect to tarpc");
         TarpcCaller(BenchClient::new(client::Config::default(), transport).spawn())
     }
+
+    /// The client, for a provider calling another (`chain`).
+    pub fn client(self) -> BenchClient {
+        self.0
+    }
 }
 
-fn context() -> context::Context {
+/// A context with the bench's deadline.
+pub fn context() -> context::Context {
     let mut context = context::current();
     context.deadline = Instant::now() + CALL_DEADLINE;
     context
