@@ -12,7 +12,7 @@ use crate::provider::{ProviderProcess, Serving};
 use crate::scenario::{Op, Scenario};
 use crate::{System, raw, rmif, tarpc};
 
-/// Runs `scenario` against a fresh provider process of `system`: a new process and connection
+/// Runs `scenario` against a fresh provider process of `system`: a new process and connections
 /// per cell, so that no cell inherits another's buffers, caches or backlog.
 pub async fn measure(system: System, scenario: Scenario, timing: &Timing) -> Sample {
     let serving = Serving {
@@ -20,34 +20,52 @@ pub async fn measure(system: System, scenario: Scenario, timing: &Timing) -> Sam
         handler: scenario.handler,
     };
     let provider = ProviderProcess::start(system, serving);
+    let (addr, lz4) = (provider.addr, scenario.lz4);
     let sample = match system {
         System::Rmif => {
-            let caller = rmif::RmifCaller::connect(provider.addr, scenario.lz4);
-            drive(caller, scenario, timing).await
+            let clients = connect(
+                scenario,
+                || async move { rmif::RmifCaller::connect(addr, lz4) },
+            );
+            drive(clients.await, scenario, timing).await
         }
         System::Tarpc => {
-            let caller = tarpc::TarpcCaller::connect(provider.addr).await;
-            drive(caller, scenario, timing).await
+            let clients = connect(scenario, || tarpc::TarpcCaller::connect(addr));
+            drive(clients.await, scenario, timing).await
         }
         System::Raw => {
-            let caller = raw::RawCaller::connect(provider.addr, scenario.lz4).await;
-            drive(caller, scenario, timing).await
+            let clients = connect(scenario, || raw::RawCaller::connect(addr, lz4));
+            drive(clients.await, scenario, timing).await
         }
     };
     drop(provider);
     sample
 }
 
-/// `scenario.callers` tasks share `caller`; calls that start during the warm-up are not counted.
-async fn drive<C: Caller>(caller: C, scenario: Scenario, timing: &Timing) -> Sample {
+/// `scenario.connections` clients, each with a connection of its own.
+async fn connect<C, F>(scenario: Scenario, client: impl Fn() -> F) -> Vec<C>
+where
+    F: std::future::Future<Output = C>,
+{
+    let mut clients = Vec::with_capacity(scenario.connections);
+    for _ in 0..scenario.connections {
+        clients.push(client().await);
+    }
+    clients
+}
+
+/// `scenario.callers` tasks per client; calls that start during the warm-up are not counted.
+async fn drive<C: Caller>(clients: Vec<C>, scenario: Scenario, timing: &Timing) -> Sample {
     let body = Arc::new(echo_body(match scenario.op {
         Op::Echo(size) | Op::EchoBytes(size) => size,
         Op::Add => 0,
     }));
     let window = Window::after(timing.warmup, timing.duration);
-    let tasks: Vec<_> = (0..scenario.callers as u64)
+    let callers = scenario.callers * clients.len();
+    let tasks: Vec<_> = (0..callers as u64)
         .map(|worker| {
-            let (caller, body) = (caller.clone(), body.clone());
+            let caller = clients[worker as usize % clients.len()].clone();
+            let body = body.clone();
             tokio::spawn(call_loop(caller, scenario.op, worker, body, window))
         })
         .collect();

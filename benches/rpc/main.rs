@@ -7,16 +7,17 @@
 //!     --duration S        seconds measured per cell (default 3), after --warmup S (default 1)
 //!     --only SYSTEM       rmif, tarpc or raw (repeatable)
 //!     --scenario NAME     add-1, add-16, add-256, echo-1k[-lz4], echo-64k[-lz4|-bytes],
-//!                         add-await-1, add-await-16, add-await-256, chain-16, chain-256
-//!                         (repeatable)
+//!                         add-await-1, add-await-16, add-await-256, chain-16, chain-256,
+//!                         add-await-100x4 (repeatable)
 //!     --help              these options
 //! ```
 //!
 //! Every system serves the same two calls, `add(u64, u64) -> u64` and `echo(Vec<u8>) -> Vec<u8>`,
 //! from a separate provider process: this binary re-executes itself with `--serve SYSTEM`, and that
 //! child prints its address on its first line of stdout and exits when its stdin closes. The
-//! parent makes ONE client (one TCP connection) per measurement and shares it among N caller
-//! tasks, each looping call-after-call. Every call's latency goes into a histogram.
+//! parent makes ONE client (one TCP connection) per measurement (but in `add-await-100x4`) and
+//! shares it among N caller tasks, each looping call-after-call. Every call's latency goes into
+//! a histogram.
 //!
 //! For each (scenario, system) the load runs ~1 s of warm-up and then `--duration` seconds
 //! (default 3) of measurement; the whole matrix is repeated `--runs` times (default 3), the
@@ -26,7 +27,8 @@
 //! provider process and awaits the answer (see `backend`): it is pending on its first poll and
 //! woken from another task, as a handler awaiting a database or another service is. raw then
 //! spawns a task per request and sends the answers through one writer task (tarpc spawns per
-//! request in every scenario). In the `chain` scenarios `add`'s handler calls a second provider
+//! request in every scenario). `add-await-100x4` makes 100 clients (connections) with 4 callers
+//! each. In the `chain` scenarios `add`'s handler calls a second provider
 //! of the same system in the provider process (consumer → A → B) through that system's client.
 //!
 //! In the `-lz4` scenarios rmif and raw compress bodies of 1 KiB and more with the same lz4 block

@@ -27,7 +27,9 @@ pub enum Handler {
 pub struct Scenario {
     pub name: &'static str,
     pub op: Op,
-    /// Caller tasks sharing the one connection.
+    /// Consumer connections (clients), each with `callers` caller tasks.
+    pub connections: usize,
+    /// Caller tasks sharing each connection.
     pub callers: usize,
     pub lz4: bool,
     /// What the provider's `add` handler does before it answers.
@@ -37,7 +39,7 @@ pub struct Scenario {
 /// Every scenario, in table order. The `-lz4` ones compress bodies of 1 KiB and more; in the
 /// `add-await` ones the provider's handler awaits an answer from another task, in the `chain`
 /// ones from another provider.
-pub const SCENARIOS: [Scenario; 13] = [
+pub const SCENARIOS: [Scenario; 14] = [
     Scenario::new("add-1", Op::Add, 1, false),
     Scenario::new("add-16", Op::Add, 16, false),
     Scenario::new("add-256", Op::Add, 256, false),
@@ -51,6 +53,7 @@ pub const SCENARIOS: [Scenario; 13] = [
     Scenario::awaiting("add-await-256", 256, Handler::Awaits),
     Scenario::awaiting("chain-16", 16, Handler::Chain),
     Scenario::awaiting("chain-256", 256, Handler::Chain),
+    Scenario::awaiting("add-await-100x4", 4, Handler::Awaits).on_connections(100),
 ];
 
 impl Scenario {
@@ -58,6 +61,7 @@ impl Scenario {
         Scenario {
             name,
             op,
+            connections: 1,
             callers,
             lz4,
             handler: Handler::Immediate,
@@ -69,10 +73,17 @@ impl Scenario {
         Scenario {
             name,
             op: Op::Add,
+            connections: 1,
             callers,
             lz4: false,
             handler,
         }
+    }
+
+    /// The same calls from `connections` consumer connections, each with its own callers.
+    const fn on_connections(mut self, connections: usize) -> Self {
+        self.connections = connections;
+        self
     }
 
     /// The scenario actually run for `system`: systems without compression run the
