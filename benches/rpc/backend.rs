@@ -5,11 +5,12 @@
 //! client, as a service calling another does. Either way the handler is pending on its first
 //! poll and woken from another task.
 
-use rmif_suite::calculator::{Calculator, CalculatorConsumer};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::raw::RawCaller;
-use crate::tarpc::BenchClient;
+use crate::caller::Caller;
 
 type Request = (u64, u64, oneshot::Sender<u64>);
 
@@ -18,12 +19,9 @@ type Request = (u64, u64, oneshot::Sender<u64>);
 pub enum Backend {
     /// The backend task.
     Task(mpsc::UnboundedSender<Request>),
-    /// The downstream provider, through rmif's stub.
-    Rmif(CalculatorConsumer),
-    /// The downstream provider, through tarpc's client.
-    Tarpc(BenchClient),
-    /// The downstream provider, through the raw client.
-    Raw(RawCaller),
+    /// The downstream provider, through its system's client (the same boxing for every
+    /// system).
+    Downstream(Arc<dyn Fn(u64, u64) -> BoxFuture<'static, u64> + Send + Sync>),
 }
 
 impl Backend {
@@ -38,6 +36,20 @@ impl Backend {
         Backend::Task(requests)
     }
 
+    /// Calls `client`'s `add` (the second provider of a chain).
+    pub fn downstream<C: Caller>(client: C) -> Backend {
+        let client = Arc::new(client);
+        Backend::Downstream(Arc::new(move |a, b| {
+            let client = client.clone();
+            Box::pin(async move {
+                client
+                    .add(a, b)
+                    .await
+                    .expect("the downstream provider answers")
+            })
+        }))
+    }
+
     /// `a + b`, as the backend answers it.
     pub async fn add(&self, a: u64, b: u64) -> u64 {
         match self {
@@ -48,21 +60,7 @@ impl Backend {
                     .expect("the backend task runs as long as the provider");
                 answered.await.expect("the backend answers every request")
             }
-            Backend::Rmif(downstream) => downstream
-                .add(a, b)
-                .await
-                .expect("the downstream rmif provider answers"),
-            Backend::Tarpc(downstream) => downstream
-                .add(crate::tarpc::context(), a, b)
-                .await
-                .expect("the downstream tarpc provider answers"),
-            Backend::Raw(downstream) => {
-                use crate::caller::Caller;
-                downstream
-                    .add(a, b)
-                    .await
-                    .expect("the downstream raw provider answers")
-            }
+            Backend::Downstream(add) => add(a, b).await,
         }
     }
 }

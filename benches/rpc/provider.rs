@@ -60,19 +60,19 @@ async fn downstream(system: System) -> Backend {
             let caller = rmif::RmifCaller::connect(server.local_addr(), false);
             // The server runs as long as the process: its handle is not dropped.
             std::mem::forget(server);
-            Backend::Rmif(caller.stub())
+            Backend::downstream(caller)
         }
         System::Tarpc => {
             let listener = bind_loopback().await;
             let addr = listener.local_addr().expect("local addr");
             tokio::spawn(tarpc::serve(listener, None));
-            Backend::Tarpc(tarpc::TarpcCaller::connect(addr).await.client())
+            Backend::downstream(tarpc::TarpcCaller::connect(addr).await)
         }
         System::Raw => {
             let listener = bind_loopback().await;
             let addr = listener.local_addr().expect("local addr");
             tokio::spawn(raw::serve(listener));
-            Backend::Raw(raw::RawCaller::connect(addr, false).await)
+            Backend::downstream(raw::RawCaller::connect(addr, false).await)
         }
     }
 }

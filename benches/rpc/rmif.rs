@@ -89,11 +89,6 @@ impl RmifCaller {
         });
         RmifCaller(client.stub())
     }
-
-    /// The stub, for a provider calling another (`chain`).
-    pub fn stub(self) -> CalculatorConsumer {
-        self.0
-    }
 }
 
 impl Caller for RmifCaller {

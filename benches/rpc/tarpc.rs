@@ -65,15 +65,9 @@ impl TarpcCaller {
             .expect("connect to tarpc");
         TarpcCaller(BenchClient::new(client::Config::default(), transport).spawn())
     }
-
-    /// The client, for a provider calling another (`chain`).
-    pub fn client(self) -> BenchClient {
-        self.0
-    }
 }
 
-/// A context with the bench's deadline.
-pub fn context() -> context::Context {
+fn context() -> context::Context {
     let mut context = context::current();
     context.deadline = Instant::now() + CALL_DEADLINE;
     context
