@@ -3,6 +3,7 @@
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod cpu;
 pub mod helper;
 pub mod measure;
 pub mod options;

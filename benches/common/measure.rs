@@ -58,6 +58,16 @@ impl Window {
         }
     }
 
+    /// When the measured part begins.
+    pub fn start(&self) -> Instant {
+        self.from
+    }
+
+    /// How long the measured part lasts.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
     /// Whether an operation starting `at` is too late to start at all.
     pub fn is_over(&self, at: Instant) -> bool {
         at >= self.until

@@ -121,19 +121,4 @@ pub fn resident_kib(pid: u32) -> Option<u64> {
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// The CPU time (user and system) process `pid` has used so far, in ms (`/proc/PID/stat`, in
-/// clock ticks of 10 ms), if it runs. `pid` 0 is this process.
-pub fn cpu_ms(pid: u32) -> Option<f64> {
-    let path = if pid == 0 {
-        "/proc/self/stat".to_owned()
-    } else {
-        format!("/proc/{pid}/stat")
-    };
-    let stat = std::fs::read_to_string(path).ok()?;
-    // The command name, in parentheses, may hold spaces: count fields after its closing one.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(ticks as f64 * 1000.0 / per_second)
-}
+pub use rmif_bench::cpu::cpu_ms;

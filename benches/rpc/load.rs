@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use rmif_bench::cpu::cpu_ms;
 use rmif_bench::measure::{Sample, Tally, Window};
 use rmif_bench::options::Timing;
 
@@ -12,34 +13,43 @@ use crate::provider::{ProviderProcess, Serving};
 use crate::scenario::{Op, Scenario};
 use crate::{System, raw, rmif, tarpc};
 
+/// What one cell measured.
+pub struct Cell {
+    pub sample: Sample,
+    /// CPU time per successful call over the measured window, in µs: of the provider process
+    /// and of this one (the consumer).
+    pub provider_cpu_us: f64,
+    pub consumer_cpu_us: f64,
+}
+
 /// Runs `scenario` against a fresh provider process of `system`: a new process and connections
 /// per cell, so that no cell inherits another's buffers, caches or backlog.
-pub async fn measure(system: System, scenario: Scenario, timing: &Timing) -> Sample {
+pub async fn measure(system: System, scenario: Scenario, timing: &Timing) -> Cell {
     let serving = Serving {
         lz4: scenario.lz4,
         handler: scenario.handler,
     };
     let provider = ProviderProcess::start(system, serving);
-    let (addr, lz4) = (provider.addr, scenario.lz4);
-    let sample = match system {
+    let (addr, lz4, pid) = (provider.addr, scenario.lz4, provider.pid());
+    let cell = match system {
         System::Rmif => {
             let clients = connect(
                 scenario,
                 || async move { rmif::RmifCaller::connect(addr, lz4) },
             );
-            drive(clients.await, scenario, timing).await
+            drive(clients.await, pid, scenario, timing).await
         }
         System::Tarpc => {
             let clients = connect(scenario, || tarpc::TarpcCaller::connect(addr));
-            drive(clients.await, scenario, timing).await
+            drive(clients.await, pid, scenario, timing).await
         }
         System::Raw => {
             let clients = connect(scenario, || raw::RawCaller::connect(addr, lz4));
-            drive(clients.await, scenario, timing).await
+            drive(clients.await, pid, scenario, timing).await
         }
     };
     drop(provider);
-    sample
+    cell
 }
 
 /// `scenario.connections` clients, each with a connection of its own.
@@ -55,7 +65,13 @@ where
 }
 
 /// `scenario.callers` tasks per client; calls that start during the warm-up are not counted.
-async fn drive<C: Caller>(clients: Vec<C>, scenario: Scenario, timing: &Timing) -> Sample {
+/// The CPU time of both processes is read when the measured window opens and closes.
+async fn drive<C: Caller>(
+    clients: Vec<C>,
+    provider_pid: u32,
+    scenario: Scenario,
+    timing: &Timing,
+) -> Cell {
     let body = Arc::new(echo_body(match scenario.op {
         Op::Echo(size) | Op::EchoBytes(size) => size,
         Op::Add => 0,
@@ -69,6 +85,15 @@ async fn drive<C: Caller>(clients: Vec<C>, scenario: Scenario, timing: &Timing) 
             tokio::spawn(call_loop(caller, scenario.op, worker, body, window))
         })
         .collect();
+    let cpu = tokio::spawn(async move {
+        let read = || (cpu_ms(provider_pid), cpu_ms(0));
+        tokio::time::sleep_until(window.start().into()).await;
+        let before = read();
+        tokio::time::sleep_until((window.start() + window.duration()).into()).await;
+        let after = read();
+        let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map_or(f64::NAN, |(a, b)| b - a);
+        (delta(before.0, after.0), delta(before.1, after.1))
+    });
     let mut tally = Tally::new();
     for task in tasks {
         tally.merge(task.await.expect("caller task panicked"));
@@ -76,7 +101,14 @@ async fn drive<C: Caller>(clients: Vec<C>, scenario: Scenario, timing: &Timing) 
     if let Some(failures) = tally.failures("calls") {
         eprintln!("  {failures}");
     }
-    tally.sample(&window)
+    let sample = tally.sample(&window);
+    let (provider_ms, consumer_ms) = cpu.await.expect("CPU reader");
+    let calls = sample.per_sec * window.duration().as_secs_f64();
+    Cell {
+        sample,
+        provider_cpu_us: provider_ms * 1000.0 / calls,
+        consumer_cpu_us: consumer_ms * 1000.0 / calls,
+    }
 }
 
 /// One caller: call after call until the window closes, checking each answer.

@@ -163,9 +163,11 @@ fn bench(options: Options) {
         for (scenario, systems) in &jobs {
             let scenario = *scenario;
             for system in rotated(systems, run) {
-                let sample = runtime.block_on(load::measure(system, scenario, &timing));
+                let cell = runtime.block_on(load::measure(system, scenario, &timing));
+                let sample = cell.sample;
                 eprintln!(
-                    "run {}/{} {:<13} {:<5} {:>10.0} calls/s  p50 {:>8.1} µs  p99 {:>8.1} µs",
+                    "run {}/{} {:<15} {:<5} {:>10.0} calls/s  p50 {:>8.1} µs  p99 {:>8.1} µs  \
+                     CPU per call {:.1} µs provider, {:.1} µs consumer",
                     run + 1,
                     timing.runs,
                     scenario.name,
@@ -173,8 +175,13 @@ fn bench(options: Options) {
                     sample.per_sec,
                     Unit::Micros.of(sample.p50),
                     Unit::Micros.of(sample.p99),
+                    cell.provider_cpu_us,
+                    cell.consumer_cpu_us,
                 );
                 results.record_sample(system, scenario.name, &sample, Unit::Micros);
+                let cpu = |side| format!("{}/cpu-{side}", scenario.name);
+                results.record(system, cpu("provider"), cell.provider_cpu_us);
+                results.record(system, cpu("consumer"), cell.consumer_cpu_us);
                 failed_calls += sample.errors;
             }
         }

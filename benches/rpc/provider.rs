@@ -90,6 +90,11 @@ pub struct ProviderProcess {
 }
 
 impl ProviderProcess {
+    /// The provider process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(system: System, serving: Serving) -> ProviderProcess {
         let mut command = helper::command(["--serve", system.name()]);
         if serving.lz4 {

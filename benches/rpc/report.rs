@@ -65,6 +65,8 @@ pub fn print_table(scenarios: &[Scenario], results: &Results<System>) {
         ]);
     }
     print!("{table}");
+    println!();
+    print!("{}", cpu_table(scenarios, results));
     if scenarios.iter().any(|s| s.lz4) {
         println!();
         println!(
@@ -72,4 +74,38 @@ pub fn print_table(scenarios: &[Scenario], results: &Results<System>) {
              compress, so its figures repeat the uncompressed row."
         );
     }
+}
+
+/// CPU time per call of each system's provider and consumer processes (both share the machine's
+/// cores, so a system that spends less per call leaves more for everything else).
+fn cpu_table(scenarios: &[Scenario], results: &Results<System>) -> Table {
+    let mut table = Table::new([
+        "scenario",
+        "rmif CPU µs/call (provider / consumer)",
+        "tarpc",
+        "raw",
+        "rmif/raw provider",
+    ]);
+    for scenario in scenarios {
+        let figure = |system: System, side: &str| {
+            let cell = scenario.effective_for(system).name;
+            results.median(system, &format!("{cell}/cpu-{side}"))
+        };
+        let cell = |system| {
+            format!(
+                "{} / {}",
+                number(figure(system, "provider"), 1),
+                number(figure(system, "consumer"), 1)
+            )
+        };
+        let [rmif, tarpc, raw] = System::ALL;
+        table.row([
+            scenario.name.to_owned(),
+            cell(rmif),
+            cell(tarpc),
+            cell(raw),
+            ratio(figure(rmif, "provider"), figure(raw, "provider")),
+        ]);
+    }
+    table
 }
