@@ -1,8 +1,11 @@
 //! Reading an [`RpcConfig`] from properties: each key into its typed field, every error naming
 //! the file, the line and the key.
 
+use std::fmt::Display;
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
 use super::{
@@ -74,9 +77,8 @@ impl RpcConfig {
         })? {
             provider.port = port;
         }
-        if let Some(weight) = p.take_with("Provider_weight", |v| match v.parse::<u32>() {
-            Ok(w) if (1..=1_000_000).contains(&w) => Ok(w),
-            _ => Err("expected a weight from 1 to 1000000".to_owned()),
+        if let Some(weight) = p.take_with("Provider_weight", |v| {
+            number_in(v, 1..=1_000_000u32, "a weight")
         })? {
             provider.weight = weight;
         }
@@ -94,10 +96,7 @@ impl RpcConfig {
             provider.tick = tick;
             consumer.tick = tick;
         }
-        if let Some(again) = p.take_with("Again_time", |v| match v.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => Ok(n),
-            _ => Err("expected a count from 1 to 1000".to_owned()),
-        })? {
+        if let Some(again) = p.take_with("Again_time", |v| number_in(v, 1..=1000u32, "a count"))? {
             provider.again = again;
             consumer.again = again;
         }
@@ -131,9 +130,8 @@ impl RpcConfig {
             provider.compression.threshold = threshold as usize;
             consumer.compression.threshold = threshold as usize;
         }
-        if let Some(max) = p.take_with("Max_frame_size", |v| match v.parse::<usize>() {
-            Ok(n) if (1024..=u32::MAX as usize).contains(&n) => Ok(n),
-            _ => Err("expected a size in bytes from 1024 to 4294967295".to_owned()),
+        if let Some(max) = p.take_with("Max_frame_size", |v| {
+            number_in(v, 1024..=u32::MAX as usize, "a size in bytes")
         })? {
             provider.max_frame_size = max;
             consumer.max_frame_size = max;
@@ -147,10 +145,7 @@ impl RpcConfig {
         if let Some(timeout) = p.take_millis("Shutdown_timeout")? {
             provider.shutdown_timeout = timeout;
         }
-        if let Some(retries) = p.take_with("Retries", |v| match v.parse::<u32>() {
-            Ok(n) if n <= 10 => Ok(n),
-            _ => Err("expected a count from 0 to 10".to_owned()),
-        })? {
+        if let Some(retries) = p.take_with("Retries", |v| number_in(v, 0..=10u32, "a count"))? {
             consumer.retries = retries;
         }
         if let Some(timeout) = p.take_with("Connect_timeout", positive_millis)? {
@@ -199,6 +194,21 @@ fn choice_error(value: &str, known: &[&str], left_out: &[LeftOut]) -> String {
 
 fn split_list(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `value` as a whole number within `range`; the error names `what` and the bounds.
+fn number_in<T>(value: &str, range: RangeInclusive<T>, what: &str) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    match value.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected {what} from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
 }
 
 fn positive_millis(value: &str) -> Result<Duration, String> {
@@ -264,6 +274,32 @@ Retries=0
     }
 
     #[cfg(feature = "json")]
+    #[test]
+    fn a_number_out_of_its_bounds_names_them() {
+        for (line, expected) in [
+            ("Retries=11", "expected a count from 0 to 10"),
+            ("Again_time=0", "expected a count from 1 to 1000"),
+            (
+                "Provider_weight=many",
+                "expected a weight from 1 to 1000000",
+            ),
+            (
+                "Max_frame_size=1023",
+                "expected a size in bytes from 1024 to 4294967295",
+            ),
+        ] {
+            let error = RpcConfig::parse(line, "f").unwrap_err().to_string();
+            assert!(error.contains(expected), "{line}: {error}");
+        }
+        assert_eq!(
+            RpcConfig::parse("Retries=10", "f")
+                .unwrap()
+                .consumer
+                .retries,
+            10
+        );
+    }
+
     #[test]
     fn json_is_chosen_by_name() {
         let c = RpcConfig::parse("Serialization=JSON", "f").unwrap();
