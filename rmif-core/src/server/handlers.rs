@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures_util::FutureExt;
+use tokio::time::Instant;
 
 use super::ActiveCall;
 use super::call::{Handled, ProviderAnswer};
@@ -42,14 +43,10 @@ impl ProviderConnection {
                 let deadline = context.deadline;
                 let call_context = context.clone();
                 let task = async move {
-                    let work = AssertUnwindSafe(future).catch_unwind();
-                    let outcome = match deadline {
-                        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
-                        None => Some(work.await),
-                    };
+                    let outcome = run_to_end(future, deadline).await;
                     let others = connection.forget(id);
                     match outcome {
-                        Some(Ok(answer)) => connection.finish_layered(
+                        Ok(answer) => connection.finish_layered(
                             id,
                             format,
                             call_context,
@@ -57,17 +54,8 @@ impl ProviderConnection {
                             active,
                             Some(others),
                         ),
-                        Some(Err(panic)) => {
+                        Err(reply) => {
                             drop(active);
-                            let reply = Reply::message(Status::Internal, panic_message(&*panic));
-                            connection.answer_from_task(id, format, &reply, others);
-                        }
-                        None => {
-                            drop(active);
-                            let reply = Reply::message(
-                                Status::DeadlineExceeded,
-                                "the call's deadline passed while its handler ran; the handler was stopped",
-                            );
                             connection.answer_from_task(id, format, &reply, others);
                         }
                     }
@@ -132,22 +120,8 @@ impl ProviderConnection {
                 let deadline = context.deadline;
                 let task = async move {
                     let _active = active;
-                    let work = AssertUnwindSafe(future).catch_unwind();
-                    let outcome = match deadline {
-                        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
-                        None => Some(work.await),
-                    };
+                    let reply = run_to_end(future, deadline).await.unwrap_or_else(|why| why);
                     let others = connection.forget(id);
-                    let reply = match outcome {
-                        Some(Ok(reply)) => reply,
-                        Some(Err(panic)) => {
-                            Reply::message(Status::Internal, panic_message(&*panic))
-                        }
-                        None => Reply::message(
-                            Status::DeadlineExceeded,
-                            "the call's deadline passed while its handler ran; the handler was stopped",
-                        ),
-                    };
                     connection.answer_from_task(id, format, &reply, others);
                 };
                 self.spawn_call(id, context.scope(task), None);
@@ -179,5 +153,23 @@ impl ProviderConnection {
                 self.spawn_call(id, context.scope(task), None);
             }
         }
+    }
+}
+
+/// Runs a handler's future (in its own task) to its end or to the call's deadline, catching a
+/// panic: its output, or the reply that says why there is none.
+async fn run_to_end<T>(future: BoxFuture<T>, deadline: Option<Instant>) -> Result<T, Reply> {
+    let work = AssertUnwindSafe(future).catch_unwind();
+    let outcome = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+        None => Some(work.await),
+    };
+    match outcome {
+        Some(Ok(output)) => Ok(output),
+        Some(Err(panic)) => Err(Reply::message(Status::Internal, panic_message(&*panic))),
+        None => Err(Reply::message(
+            Status::DeadlineExceeded,
+            "the call's deadline passed while its handler ran; the handler was stopped",
+        )),
     }
 }
