@@ -248,6 +248,19 @@ async fn a_panicking_handler_is_a_remote_error_and_the_provider_keeps_serving() 
 }
 
 #[tokio::test]
+async fn a_handler_panicking_in_its_own_task_is_a_remote_error_and_the_provider_keeps_serving() {
+    let (server, _) = start_provider(ProviderConfig::loopback()).await;
+    let calc = consumer(&[&server]);
+    let err = calc.panics_later().await.unwrap_err();
+    assert!(
+        matches!(&err, CalcError::Rpc(Error::Remote { reason, .. }) if reason.contains("deliberate panic after an await")),
+        "{err:?}"
+    );
+    assert_eq!(calc.add(1, 1).await.unwrap(), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn over_the_concurrency_limit_calls_are_refused_as_overloaded() {
     let config = ProviderConfig {
         max_concurrent_requests: 2,

@@ -43,6 +43,8 @@ pub trait Calculator {
         fail_at: Option<u32>,
     ) -> Result<Streaming<u32, CalcError>, CalcError>;
     async fn panics(&self) -> Result<(), CalcError>;
+    /// Panics after awaiting once (so in a task of its own on the provider).
+    async fn panics_later(&self) -> Result<(), CalcError>;
 }
 
 #[derive(Default)]
@@ -144,6 +146,11 @@ impl Calculator for LocalCalculator {
 
     async fn panics(&self) -> Result<(), CalcError> {
         panic!("deliberate panic in a handler");
+    }
+
+    async fn panics_later(&self) -> Result<(), CalcError> {
+        tokio::task::yield_now().await;
+        panic!("deliberate panic after an await");
     }
 }
 
