@@ -273,7 +273,6 @@ Retries=0
         assert_eq!(c.consumer.retries, 0);
     }
 
-    #[cfg(feature = "json")]
     #[test]
     fn a_number_out_of_its_bounds_names_them() {
         for (line, expected) in [
@@ -300,6 +299,7 @@ Retries=0
         );
     }
 
+    #[cfg(feature = "json")]
     #[test]
     fn json_is_chosen_by_name() {
         let c = RpcConfig::parse("Serialization=JSON", "f").unwrap();
