@@ -7,8 +7,9 @@
 //!     --duration S        seconds measured per cell (default 3), after --warmup S (default 1)
 //!     --only SYSTEM       rmif, tarpc or raw (repeatable)
 //!     --scenario NAME     add-1, add-16, add-256, echo-1k[-lz4], echo-64k[-lz4|-bytes],
-//!                         add-await-1, add-await-16, add-await-256, chain-16, chain-256,
-//!                         add-await-100x4 (repeatable)
+//!                         add-await-1, add-await-16, add-await-256, add-lock-1,
+//!                         add-lock-16, add-lock-256, chain-16, chain-256, add-await-100x4
+//!                         (repeatable)
 //!     --help              these options
 //! ```
 //!
@@ -28,7 +29,8 @@
 //! woken from another task, as a handler awaiting a database or another service is. raw then
 //! spawns a task per request and sends the answers through one writer task (tarpc spawns per
 //! request in every scenario). `add-await-100x4` makes 100 clients (connections) with 4 callers
-//! each. In the `chain` scenarios `add`'s handler calls a second provider
+//! each. In the `add-lock` scenarios the handler takes an async mutex shared by all calls and
+//! holds it while it awaits the backend task, so that calls queue on it. In the `chain` scenarios `add`'s handler calls a second provider
 //! of the same system in the provider process (consumer → A → B) through that system's client.
 //!
 //! In the `-lz4` scenarios rmif and raw compress bodies of 1 KiB and more with the same lz4 block

@@ -26,6 +26,7 @@ pub fn serve(system: System, serving: Serving) {
         let backend = match serving.handler {
             Handler::Immediate => None,
             Handler::Awaits => Some(Backend::task()),
+            Handler::Locks => Some(Backend::lock()),
             Handler::Chain => Some(downstream(system).await),
         };
         match system {
@@ -124,6 +125,7 @@ fn handler_name(handler: Handler) -> &'static str {
     match handler {
         Handler::Immediate => "immediate",
         Handler::Awaits => "awaits",
+        Handler::Locks => "locks",
         Handler::Chain => "chain",
     }
 }

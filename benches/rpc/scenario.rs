@@ -19,6 +19,8 @@ pub enum Handler {
     Immediate,
     /// It awaits the provider process's backend task.
     Awaits,
+    /// It holds a lock shared by every call while it awaits the backend task.
+    Locks,
     /// It calls a second provider of the same system (consumer, A, B).
     Chain,
 }
@@ -37,9 +39,9 @@ pub struct Scenario {
 }
 
 /// Every scenario, in table order. The `-lz4` ones compress bodies of 1 KiB and more; in the
-/// `add-await` ones the provider's handler awaits an answer from another task, in the `chain`
-/// ones from another provider.
-pub const SCENARIOS: [Scenario; 14] = [
+/// `add-await` ones the provider's handler awaits an answer from another task, in the
+/// `add-lock` ones a lock shared by all calls, in the `chain` ones another provider.
+pub const SCENARIOS: [Scenario; 17] = [
     Scenario::new("add-1", Op::Add, 1, false),
     Scenario::new("add-16", Op::Add, 16, false),
     Scenario::new("add-256", Op::Add, 256, false),
@@ -51,6 +53,9 @@ pub const SCENARIOS: [Scenario; 14] = [
     Scenario::awaiting("add-await-1", 1, Handler::Awaits),
     Scenario::awaiting("add-await-16", 16, Handler::Awaits),
     Scenario::awaiting("add-await-256", 256, Handler::Awaits),
+    Scenario::awaiting("add-lock-1", 1, Handler::Locks),
+    Scenario::awaiting("add-lock-16", 16, Handler::Locks),
+    Scenario::awaiting("add-lock-256", 256, Handler::Locks),
     Scenario::awaiting("chain-16", 16, Handler::Chain),
     Scenario::awaiting("chain-256", 256, Handler::Chain),
     Scenario::awaiting("add-await-100x4", 4, Handler::Awaits).on_connections(100),
