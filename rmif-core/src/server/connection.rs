@@ -102,10 +102,12 @@ pub(super) async fn serve(
                 None => break,
             }
         }
-        // A lone request is answered from here, saving the writer task's wake-up; a batch goes
-        // to the writer task, which sends it with the answers of handlers finishing meanwhile
-        // (a large batch is written from here at once).
-        if batch == 1 {
+        // A lone request, or a batch while no handler of this connection runs in a task of
+        // its own, is answered from here: no other answer is coming to share the write, and
+        // this saves the writer task's wake-up. Otherwise the batch goes to the writer task,
+        // which sends it with the answers of the handlers finishing meanwhile (a large batch
+        // is written from here at once).
+        if batch == 1 || lock(&connection.running).is_empty() {
             link.flush();
         } else {
             link.send_batch();
