@@ -8,8 +8,8 @@
 //!     --only SYSTEM       rmif, tarpc or raw (repeatable)
 //!     --scenario NAME     add-1, add-16, add-256, echo-1k[-lz4], echo-64k[-lz4|-bytes],
 //!                         add-await-1, add-await-16, add-await-256, add-lock-1,
-//!                         add-lock-16, add-lock-256, chain-16, chain-256, add-await-100x4
-//!                         (repeatable)
+//!                         add-lock-16, add-lock-256, chain-1, chain-16, chain-256,
+//!                         add-await-100x4 (repeatable)
 //!     --help              these options
 //! ```
 //!

@@ -41,7 +41,7 @@ pub struct Scenario {
 /// Every scenario, in table order. The `-lz4` ones compress bodies of 1 KiB and more; in the
 /// `add-await` ones the provider's handler awaits an answer from another task, in the
 /// `add-lock` ones a lock shared by all calls, in the `chain` ones another provider.
-pub const SCENARIOS: [Scenario; 17] = [
+pub const SCENARIOS: [Scenario; 18] = [
     Scenario::new("add-1", Op::Add, 1, false),
     Scenario::new("add-16", Op::Add, 16, false),
     Scenario::new("add-256", Op::Add, 256, false),
@@ -56,6 +56,7 @@ pub const SCENARIOS: [Scenario; 17] = [
     Scenario::awaiting("add-lock-1", 1, Handler::Locks),
     Scenario::awaiting("add-lock-16", 16, Handler::Locks),
     Scenario::awaiting("add-lock-256", 256, Handler::Locks),
+    Scenario::awaiting("chain-1", 1, Handler::Chain),
     Scenario::awaiting("chain-16", 16, Handler::Chain),
     Scenario::awaiting("chain-256", 256, Handler::Chain),
     Scenario::awaiting("add-await-100x4", 4, Handler::Awaits).on_connections(100),
