@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::protocol::ids;
 
@@ -21,7 +22,8 @@ pub trait Candidates {
     fn weight(&self, index: usize) -> u32;
     /// Calls currently in flight to this provider from this consumer.
     fn active(&self, index: usize) -> u32;
-    /// Exponentially weighted moving average of call latency in nanoseconds (0 = no sample yet).
+    /// The provider's latency estimate in nanoseconds (0 = no sample yet): a peak-sensitive
+    /// moving average (see [`PeakEwma`]).
     fn latency_ns(&self, index: usize) -> u64;
     /// A stable identity of the provider (a hash of its address), for consistent hashing.
     fn identity(&self, index: usize) -> u64;
@@ -51,9 +53,12 @@ pub enum BalancePolicy {
     RoundRobin,
     /// Random in proportion to provider weights (`weighted`).
     Weighted,
+    /// In turn in proportion to provider weights, interleaved (`smooth_weighted`, also
+    /// `weighted_round_robin`): weights 5, 1, 1 give a a b a c a a.
+    SmoothWeighted,
     /// The provider with the fewest calls in flight (`least_active`).
     LeastActive,
-    /// Power of two choices over latency EWMA times load (`p2c_ewma`, also `p2c`).
+    /// Power of two choices over peak-EWMA latency times load (`p2c_ewma`, also `p2c`).
     P2cEwma,
     /// The same arguments go to the same provider while it is available (`consistent_hash`).
     ConsistentHash,
@@ -61,10 +66,11 @@ pub enum BalancePolicy {
 
 impl BalancePolicy {
     /// Configuration names, in declaration order.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "random",
         "rotate",
         "weighted",
+        "smooth_weighted",
         "least_active",
         "p2c_ewma",
         "consistent_hash",
@@ -76,6 +82,7 @@ impl BalancePolicy {
             "random" => BalancePolicy::Random,
             "rotate" | "round_robin" | "roundrobin" => BalancePolicy::RoundRobin,
             "weighted" | "weighted_random" => BalancePolicy::Weighted,
+            "smooth_weighted" | "weighted_round_robin" => BalancePolicy::SmoothWeighted,
             "least_active" | "leastactive" => BalancePolicy::LeastActive,
             "p2c_ewma" | "p2c" => BalancePolicy::P2cEwma,
             "consistent_hash" | "consistenthash" => BalancePolicy::ConsistentHash,
@@ -89,6 +96,7 @@ impl BalancePolicy {
             BalancePolicy::Random => Box::new(Random),
             BalancePolicy::RoundRobin => Box::new(RoundRobin::default()),
             BalancePolicy::Weighted => Box::new(Weighted),
+            BalancePolicy::SmoothWeighted => Box::new(SmoothWeighted::default()),
             BalancePolicy::LeastActive => Box::new(LeastActive),
             BalancePolicy::P2cEwma => Box::new(P2cEwma),
             BalancePolicy::ConsistentHash => Box::new(ConsistentHash::default()),
@@ -168,6 +176,49 @@ impl Balancer for Weighted {
     }
 }
 
+/// Smooth weighted round-robin: each pick adds every available provider's weight to its
+/// running credit, takes the provider with the most credit and charges it the sum of the
+/// weights. Over any run of picks each provider gets its weight's share, and a heavy provider's
+/// turns are spread out rather than taken in a row.
+#[derive(Debug, Default)]
+pub struct SmoothWeighted {
+    credits: Mutex<Credits>,
+}
+
+/// Running credits per provider index, for one revision of the provider list.
+#[derive(Debug, Default)]
+struct Credits {
+    revision: u64,
+    credit: Vec<i64>,
+}
+
+impl Balancer for SmoothWeighted {
+    fn pick(&self, c: &dyn Candidates, _: u64) -> Option<usize> {
+        let mut credits = self
+            .credits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if credits.revision != c.revision() || credits.credit.len() != c.len() {
+            // A new list starts everyone from nothing.
+            credits.revision = c.revision();
+            credits.credit = vec![0; c.len()];
+        }
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for i in (0..c.len()).filter(|&i| c.is_available(i)) {
+            let weight = i64::from(c.weight(i).max(1));
+            credits.credit[i] += weight;
+            total += weight;
+            if best.is_none_or(|b| credits.credit[i] > credits.credit[b]) {
+                best = Some(i);
+            }
+        }
+        let best = best?;
+        credits.credit[best] -= total;
+        Some(best)
+    }
+}
+
 /// The fewest calls in flight; ties broken at random.
 #[derive(Debug, Default)]
 pub struct LeastActive;
@@ -196,8 +247,8 @@ impl Balancer for LeastActive {
     }
 }
 
-/// Power of two choices: of two random providers, the one with the lower latency EWMA times
-/// (calls in flight + 1).
+/// Power of two choices: of two random providers, the one with the lower latency estimate
+/// ([`PeakEwma`]) times (calls in flight + 1), as Finagle and Linkerd balance.
 #[derive(Debug, Default)]
 pub struct P2cEwma;
 
@@ -227,6 +278,70 @@ impl Balancer for P2cEwma {
         } else {
             first
         })
+    }
+}
+
+/// A latency estimate that follows a rise at once and a fall gradually: a sample above the
+/// estimate replaces it, one below is averaged in with a weight that grows with the time since
+/// the last sample, and the estimate decays toward zero while no call completes (so that a
+/// provider that was slow once gets tried again).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use rmif_core::balance::PeakEwma;
+///
+/// let start = Instant::now();
+/// let estimate = PeakEwma::new(Duration::from_secs(10));
+/// estimate.observe(Duration::from_millis(1), start);
+/// estimate.observe(Duration::from_millis(50), start); // a spike counts in full at once
+/// assert_eq!(estimate.nanos(start), 50_000_000);
+/// // Ten seconds without a call: down to about 1/e of it.
+/// let later = estimate.nanos(start + Duration::from_secs(10));
+/// assert!((18_000_000..19_000_000).contains(&later), "{later}");
+/// ```
+#[derive(Debug)]
+pub struct PeakEwma {
+    decay: Duration,
+    state: Mutex<Option<(f64, Instant)>>,
+}
+
+impl PeakEwma {
+    /// An estimate without samples, whose memory fades with time constant `decay`.
+    pub fn new(decay: Duration) -> Self {
+        PeakEwma {
+            decay,
+            state: Mutex::new(None),
+        }
+    }
+
+    /// Folds in a call that took `latency`, completed at `now`.
+    pub fn observe(&self, latency: Duration, now: Instant) {
+        let sample = latency.as_nanos() as f64;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let estimate = match *state {
+            Some((estimate, _)) if sample > estimate => sample,
+            Some((estimate, at)) => {
+                let kept = self.kept_since(at, now);
+                estimate * kept + sample * (1.0 - kept)
+            }
+            None => sample,
+        };
+        *state = Some((estimate, now));
+    }
+
+    /// The estimate at `now` in nanoseconds (0 before the first sample).
+    pub fn nanos(&self, now: Instant) -> u64 {
+        let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state {
+            Some((estimate, at)) => ((estimate * self.kept_since(at, now)) as u64).max(1),
+            None => 0,
+        }
+    }
+
+    /// The share of the old estimate kept after the time from `at` to `now`.
+    fn kept_since(&self, at: Instant, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        (-elapsed / self.decay.as_secs_f64().max(1e-9)).exp()
     }
 }
 
@@ -414,6 +529,22 @@ mod tests {
     }
 
     #[test]
+    fn smooth_weighted_interleaves_in_proportion_to_weight() {
+        let mut c = Fake::new(3);
+        c.weight = vec![5, 1, 1];
+        let b = SmoothWeighted::default();
+        let picks: Vec<_> = (0..7).map(|_| b.pick(&c, 0).unwrap()).collect();
+        assert_eq!(picks, [0, 0, 1, 0, 2, 0, 0]);
+        let counts = histogram(&b, &c, 7_000);
+        assert_eq!(counts, [5_000, 1_000, 1_000]);
+
+        // An unavailable provider's share goes to the others, still in proportion.
+        c.up[0] = false;
+        let counts = histogram(&SmoothWeighted::default(), &c, 1_000);
+        assert_eq!(counts, [0, 500, 500]);
+    }
+
+    #[test]
     fn least_active_prefers_the_idle_provider() {
         let mut c = Fake::new(3);
         c.active = vec![5, 1, 3];
@@ -425,6 +556,43 @@ mod tests {
         let mut c = Fake::new(2);
         c.latency = vec![50_000_000, 100_000];
         assert_eq!(histogram(&P2cEwma, &c, 100)[1], 100);
+    }
+
+    #[test]
+    fn p2c_weighs_latency_by_calls_in_flight() {
+        // Twice as slow but idle beats fast with four calls waiting.
+        let mut c = Fake::new(2);
+        c.latency = vec![2_000_000, 1_000_000];
+        c.active = vec![0, 4];
+        assert_eq!(histogram(&P2cEwma, &c, 100)[0], 100);
+        // Of four providers, a slow one wins only when both providers drawn are slow: one pair
+        // in six.
+        let mut c = Fake::new(4);
+        c.latency = vec![1_000_000, 1_000_000, 9_000_000, 9_000_000];
+        let counts = histogram(&P2cEwma, &c, 60_000);
+        let slow = counts[2] + counts[3];
+        assert!((7_000..13_000).contains(&slow), "{counts:?}");
+    }
+
+    #[test]
+    fn peak_ewma_takes_a_spike_at_once_and_forgets_it_gradually() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let e = PeakEwma::new(Duration::from_secs(1));
+        assert_eq!(e.nanos(start), 0);
+        e.observe(Duration::from_millis(1), at(0));
+        e.observe(Duration::from_millis(40), at(1));
+        assert_eq!(e.nanos(at(1)), 40_000_000);
+        // Fast samples pull it down, more so the longer after the last sample they come.
+        e.observe(Duration::from_millis(1), at(11));
+        let soon = e.nanos(at(11));
+        assert!((39_000_000..40_000_000).contains(&soon), "{soon}");
+        e.observe(Duration::from_millis(1), at(2011));
+        let later = e.nanos(at(2011));
+        assert!((5_000_000..7_000_000).contains(&later), "{later}");
+        // Idle, it decays toward zero, but stays above it.
+        assert!(e.nanos(at(60_000)) >= 1);
+        assert!(e.nanos(at(20_011)) < 1_000);
     }
 
     #[test]
@@ -446,6 +614,19 @@ mod tests {
                 assert_eq!(a, b, "a key not owned by the removed provider moved");
             }
         }
+        // A sixth provider joins: about a sixth of the keys move, all of them to it.
+        let joined = Fake::new(6);
+        let grown: Vec<_> = keys.iter().map(|&k| b.pick(&joined, k).unwrap()).collect();
+        let moved = before.iter().zip(&grown).filter(|(b, g)| b != g).count();
+        assert!(
+            (keys.len() / 6 / 2..keys.len() / 6 * 2).contains(&moved),
+            "{moved} of {} keys moved",
+            keys.len()
+        );
+        for (b, g) in before.iter().zip(&grown) {
+            assert!(b == g || *g == 5, "a key moved between two old providers");
+        }
+
         let spread = histogram(&ConsistentHash::default(), &c, 10_000);
         assert!(spread.iter().all(|&n| n > 800), "{spread:?}");
     }

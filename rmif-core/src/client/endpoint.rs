@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -13,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::ClientConnection;
 use crate::Error;
-use crate::balance::identity_of;
+use crate::balance::{PeakEwma, identity_of};
 use crate::transport::Liveness;
 
 /// First wait before reconnecting after a failure.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between reconnection attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long the latency estimate remembers a slow call (its time constant).
+const LATENCY_MEMORY: Duration = Duration::from_secs(10);
 
 /// How connections to providers are made.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +61,7 @@ pub(crate) struct Endpoint {
     identity: u64,
     status: Arc<Status>,
     in_flight: AtomicU32,
-    latency_ewma_ns: AtomicU64,
+    latency: PeakEwma,
     stop: CancellationToken,
 }
 
@@ -77,7 +79,7 @@ impl Endpoint {
             identity: identity_of(&addr),
             status,
             in_flight: AtomicU32::new(0),
-            latency_ewma_ns: AtomicU64::new(0),
+            latency: PeakEwma::new(LATENCY_MEMORY),
             stop,
         })
     }
@@ -126,9 +128,9 @@ impl Endpoint {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Latency EWMA in nanoseconds (0 before the first sample).
+    /// The latency estimate in nanoseconds (0 before the first sample).
     pub(crate) fn latency_ns(&self) -> u64 {
-        self.latency_ewma_ns.load(Ordering::Relaxed)
+        self.latency.nanos(std::time::Instant::now())
     }
 
     /// Counts a call in flight until the returned guard drops.
@@ -137,18 +139,9 @@ impl Endpoint {
         InFlight(self)
     }
 
-    /// Folds one latency sample into the EWMA (weight 1/8 for the new sample).
+    /// Folds one call's latency into the estimate.
     pub(crate) fn observe_latency(&self, latency: Duration) {
-        let sample = latency.as_nanos().min(u128::from(u64::MAX)) as u64;
-        let _ = self
-            .latency_ewma_ns
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                Some(if old == 0 {
-                    sample
-                } else {
-                    old - old / 8 + sample / 8
-                })
-            });
+        self.latency.observe(latency, std::time::Instant::now());
     }
 
     /// The current connection: waits (until `deadline`) while the first attempt is under way,
