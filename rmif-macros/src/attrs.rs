@@ -63,6 +63,8 @@ pub(crate) struct MethodOptions {
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) idempotent: bool,
     pub(crate) oneway: Option<Span>,
+    /// `hash_key = "arg"`: the argument consistent hashing routes by, and where it was named.
+    pub(crate) hash_key: Option<(String, Span)>,
 }
 
 impl MethodOptions {
@@ -96,11 +98,15 @@ impl MethodOptions {
                         flag(&meta)?;
                         options.oneway = Some(syn::spanned::Spanned::span(&meta));
                     }
+                    "hash_key" => {
+                        let name = string_value(&meta)?;
+                        options.hash_key = Some((name, syn::spanned::Spanned::span(&meta)));
+                    }
                     other => {
                         return Err(syn::Error::new_spanned(
                             &meta,
                             format!(
-                                "unknown #[rmif] option `{other}`; expected timeout_ms = N, idempotent or oneway"
+                                "unknown #[rmif] option `{other}`; expected timeout_ms = N, idempotent, oneway or hash_key = \"argument\""
                             ),
                         ));
                     }

@@ -44,7 +44,9 @@ use proc_macro::TokenStream;
 /// `group = "…"`, `version = "…"`, and `crate = "…"` (the path of rmif-core when it is renamed
 /// in Cargo.toml). Method attributes, in `#[rmif(…)]`: `timeout_ms = N`, `idempotent`
 /// (may be retried on another provider after a connection failure), `oneway` (no answer; the
-/// method must return `Result<(), E>`). A method returning `Result<rmif_core::Streaming<T, E>, E>`
+/// method must return `Result<(), E>`), `hash_key = "arg"` (with `Consumer_policy =
+/// consistent_hash`, calls with the same value of argument `arg` go to the same provider; without
+/// it, the same arguments altogether do). A method returning `Result<rmif_core::Streaming<T, E>, E>`
 /// is a server stream.
 ///
 /// Byte payloads travel as MessagePack `bin`: an argument, result or stream item of type

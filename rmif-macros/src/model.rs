@@ -39,6 +39,9 @@ pub(crate) struct Method {
     pub(crate) kind: MethodKind,
     pub(crate) options: MethodOptions,
     pub(crate) id: u32,
+    /// The position (among the arguments after `&self`) of the argument named by
+    /// `#[rmif(hash_key = …)]`.
+    pub(crate) hash_key: Option<usize>,
 }
 
 impl Service {
@@ -133,11 +136,16 @@ impl Method {
             }
         }
         let mut arg_types = Vec::new();
+        let mut arg_names = Vec::new();
         for input in inputs {
             match input {
                 FnArg::Typed(typed) => {
                     check_owned(&typed.ty)?;
                     arg_types.push((*typed.ty).clone());
+                    arg_names.push(match &*typed.pat {
+                        syn::Pat::Ident(pat) => pat.ident.to_string(),
+                        _ => String::new(),
+                    });
                 }
                 // syn refuses a second receiver before the macro sees it (the ui case
                 // variadic_or_second_receiver shows its message); kept for completeness.
@@ -167,6 +175,28 @@ impl Method {
             },
             (None, None) => MethodKind::Unary,
         };
+        let hash_key = match &options.hash_key {
+            None => None,
+            Some((name, span)) => Some(arg_names.iter().position(|n| n == name).ok_or_else(|| {
+                let named: Vec<&str> = arg_names
+                    .iter()
+                    .filter(|n| !n.is_empty())
+                    .map(String::as_str)
+                    .collect();
+                syn::Error::new(
+                    *span,
+                    if named.is_empty() {
+                        format!("hash_key names `{name}`, but `{}` has no named argument", sig.ident)
+                    } else {
+                        format!(
+                            "hash_key names `{name}`, which is not an argument of `{}` (its arguments: {})",
+                            sig.ident,
+                            named.join(", ")
+                        )
+                    },
+                )
+            })?),
+        };
         Ok(Method {
             name: sig.ident.clone(),
             sig: sig.clone(),
@@ -177,6 +207,7 @@ impl Method {
             kind,
             id: fnv1a32(&sig.ident.to_string()),
             options,
+            hash_key,
         })
     }
 }

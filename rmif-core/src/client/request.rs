@@ -39,17 +39,23 @@ pub(crate) struct EncodedRequest {
 
 impl EncodedRequest {
     /// Serializes `args`, compressing the result when the policy says so; fails if the body
-    /// would not fit a frame.
-    pub(crate) fn encode<A: Serialize + ?Sized>(
-        encoding: Encoding,
-        args: &A,
-    ) -> Result<Self, Error> {
+    /// would not fit a frame. A balancer that routes by hash gets the hash of `key` if given,
+    /// else of all the arguments.
+    pub(crate) fn encode<A, K>(encoding: Encoding, args: &A, key: Option<&K>) -> Result<Self, Error>
+    where
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+    {
         let mut plain = BytesMut::with_capacity(64);
         encoding.serialization.encode(args, &mut plain)?;
-        let hash = if encoding.hash_arguments {
-            request_hash(&plain)
-        } else {
-            0
+        let hash = match key {
+            _ if !encoding.hash_arguments => 0,
+            None => request_hash(&plain),
+            Some(key) => {
+                let mut encoded = BytesMut::with_capacity(16);
+                encoding.serialization.encode(key, &mut encoded)?;
+                request_hash(&encoded)
+            }
         };
         let policy = &encoding.compression;
         let (body, compression) = if policy.applies_to(plain.len()) {

@@ -91,7 +91,36 @@ impl ServiceClient {
         T: DeserializeOwned,
         E: DeserializeOwned + From<Error>,
     {
-        let answer = self.call(CallKind::Unary, method, args).await?;
+        self.unary_routed(method, args, None::<&()>).await
+    }
+
+    /// Calls a unary method like [`ServiceClient::unary`]; a consistent-hash balancer routes
+    /// it by `key` (one of the arguments) instead of all the arguments, so that every call
+    /// about the same key goes to the same provider. `#[rmif(hash_key = "arg")]` makes a
+    /// stub call this.
+    pub async fn unary_by_key<A, K, T, E>(&self, method: usize, args: &A, key: &K) -> Result<T, E>
+    where
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+        T: DeserializeOwned,
+        E: DeserializeOwned + From<Error>,
+    {
+        self.unary_routed(method, args, Some(key)).await
+    }
+
+    async fn unary_routed<A, K, T, E>(
+        &self,
+        method: usize,
+        args: &A,
+        key: Option<&K>,
+    ) -> Result<T, E>
+    where
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+        T: DeserializeOwned,
+        E: DeserializeOwned + From<Error>,
+    {
+        let answer = self.call(CallKind::Unary, method, args, key).await?;
         match &answer.outcome {
             Answered::Unary(frame) => self.decode(method, frame, &answer),
             _ => Err(E::from(unexpected(&answer))),
@@ -104,7 +133,32 @@ impl ServiceClient {
         A: Serialize + ?Sized,
         E: From<Error>,
     {
-        let answer = self.call(CallKind::OneWay, method, args).await?;
+        self.oneway_routed(method, args, None::<&()>).await
+    }
+
+    /// Sends a one-way call like [`ServiceClient::oneway`], routed by `key` (see
+    /// [`ServiceClient::unary_by_key`]).
+    pub async fn oneway_by_key<A, K, E>(&self, method: usize, args: &A, key: &K) -> Result<(), E>
+    where
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+        E: From<Error>,
+    {
+        self.oneway_routed(method, args, Some(key)).await
+    }
+
+    async fn oneway_routed<A, K, E>(
+        &self,
+        method: usize,
+        args: &A,
+        key: Option<&K>,
+    ) -> Result<(), E>
+    where
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+        E: From<Error>,
+    {
+        let answer = self.call(CallKind::OneWay, method, args, key).await?;
         match answer.outcome {
             Answered::Sent => Ok(()),
             _ => Err(E::from(unexpected(&answer))),
@@ -124,7 +178,39 @@ impl ServiceClient {
         T: DeserializeOwned + Send + 'static,
         E: DeserializeOwned + From<Error> + Send + 'static,
     {
-        let answer = self.call(CallKind::Stream, method, args).await?;
+        self.server_stream_routed(method, args, None::<&()>).await
+    }
+
+    /// Opens a server stream like [`ServiceClient::server_stream`], routed by `key` (see
+    /// [`ServiceClient::unary_by_key`]).
+    pub async fn server_stream_by_key<A, K, T, E>(
+        &self,
+        method: usize,
+        args: &A,
+        key: &K,
+    ) -> Result<Streaming<T, E>, E>
+    where
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+        T: DeserializeOwned + Send + 'static,
+        E: DeserializeOwned + From<Error> + Send + 'static,
+    {
+        self.server_stream_routed(method, args, Some(key)).await
+    }
+
+    async fn server_stream_routed<A, K, T, E>(
+        &self,
+        method: usize,
+        args: &A,
+        key: Option<&K>,
+    ) -> Result<Streaming<T, E>, E>
+    where
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+        T: DeserializeOwned + Send + 'static,
+        E: DeserializeOwned + From<Error> + Send + 'static,
+    {
+        let answer = self.call(CallKind::Stream, method, args, key).await?;
         let settings = &self.target.methods[method];
         match answer.outcome {
             Answered::StreamOpened(connection, id, items) => {
@@ -148,20 +234,23 @@ impl ServiceClient {
         }
     }
 
-    /// Encodes the arguments and makes the call, through the client's layers if it has any.
-    async fn call<A>(
+    /// Encodes the arguments and makes the call, through the client's layers if it has any;
+    /// `key`, if given, is what a consistent-hash balancer routes by.
+    async fn call<A, K>(
         &self,
         kind: CallKind,
         method: usize,
         args: &A,
+        key: Option<&K>,
     ) -> Result<ConsumerAnswer, Error>
     where
         A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
     {
         let target = &self.target;
         let settings: &MethodSettings = &target.methods[method];
         let deadline = target.deadline(settings);
-        let request = EncodedRequest::encode(target.encoding(), args)?;
+        let request = EncodedRequest::encode(target.encoding(), args, key)?;
         let Some(layers) = &target.layers else {
             // The direct path: nothing allocated for the extension point.
             return target

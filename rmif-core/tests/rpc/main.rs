@@ -2,6 +2,7 @@
 //! hand-made frames for what a well-behaved consumer never sends.
 
 mod bad_input;
+mod balancing;
 mod calls;
 mod layers;
 mod lifecycle;

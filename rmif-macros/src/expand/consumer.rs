@@ -85,15 +85,32 @@ fn stub_method(krate: &syn::Path, index: usize, method: &Method) -> TokenStream 
     // one is reported once, at the type, by the checks, rather than again here.
     // Stream items are read as they are (rmp-serde reads `bin` into a `Vec<u8>`): reading them
     // through `FromWire` would take a second boxed stream per call.
-    let call = match method.kind {
-        MethodKind::Unary => quote! {
-            self.client
-                .unary(#index, #args)
-                .await
-                .map(|#krate::__private::FromWire(value)| value)
+    let call = match method.hash_key.map(|k| &names[k]) {
+        None => match method.kind {
+            MethodKind::Unary => quote! {
+                self.client
+                    .unary(#index, #args)
+                    .await
+                    .map(|#krate::__private::FromWire(value)| value)
+            },
+            MethodKind::OneWay => quote!(self.client.oneway(#index, #args).await),
+            MethodKind::Stream { .. } => quote!(self.client.server_stream(#index, #args).await),
         },
-        MethodKind::OneWay => quote!(self.client.oneway(#index, #args).await),
-        MethodKind::Stream { .. } => quote!(self.client.server_stream(#index, #args).await),
+        Some(key) => {
+            let key = quote!(&#krate::__private::ToWire(&#key));
+            match method.kind {
+                MethodKind::Unary => quote! {
+                    self.client
+                        .unary_by_key(#index, #args, #key)
+                        .await
+                        .map(|#krate::__private::FromWire(value)| value)
+                },
+                MethodKind::OneWay => quote!(self.client.oneway_by_key(#index, #args, #key).await),
+                MethodKind::Stream { .. } => {
+                    quote!(self.client.server_stream_by_key(#index, #args, #key).await)
+                }
+            }
+        }
     };
     quote! {
         #sig {
