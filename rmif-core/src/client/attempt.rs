@@ -1,8 +1,6 @@
 //! One attempt of a call on one provider's connection: send the request frame, wait (until the
 //! deadline) for the answer, and cancel the call on the provider if the caller stops waiting.
 
-use std::sync::Arc;
-
 use tokio::sync::{mpsc, oneshot};
 
 use super::answer::refusal_error;
@@ -27,12 +25,12 @@ impl Attempt<'_> {
     pub(crate) async fn on(
         &self,
         kind: CallKind,
-        endpoint: Arc<Endpoint>,
+        endpoint: &Endpoint,
     ) -> Result<ConsumerAnswer, Error> {
         let outcome = match kind {
-            CallKind::Unary => self.unary(&endpoint).await?,
-            CallKind::OneWay => self.oneway(&endpoint).await?,
-            CallKind::Stream => self.stream(&endpoint).await?,
+            CallKind::Unary => self.unary(endpoint).await?,
+            CallKind::OneWay => self.oneway(endpoint).await?,
+            CallKind::Stream => self.stream(endpoint).await?,
         };
         Ok(ConsumerAnswer {
             peer: endpoint.addr(),

@@ -158,6 +158,8 @@ pub(crate) struct ServiceTarget {
     pub(crate) compression: CompressionPolicy,
     /// Further attempts on other providers after a failure that allows one.
     pub(crate) retries: u32,
+    /// When a provider that keeps failing calls is left out for a while.
+    pub(crate) outlier: super::OutlierPolicy,
     pub(crate) max_frame_size: usize,
     /// The client's layers, if any: calls then go through them.
     pub(crate) layers: Option<Boxed<ConsumerCall, ConsumerAnswer>>,

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::ClientConnection;
+use super::outlier::OutlierState;
 use crate::Error;
 use crate::balance::{PeakEwma, identity_of};
 use crate::transport::Liveness;
@@ -62,6 +63,7 @@ pub(crate) struct Endpoint {
     status: Arc<Status>,
     in_flight: AtomicU32,
     latency: PeakEwma,
+    outlier: OutlierState,
     stop: CancellationToken,
 }
 
@@ -80,6 +82,7 @@ impl Endpoint {
             status,
             in_flight: AtomicU32::new(0),
             latency: PeakEwma::new(LATENCY_MEMORY),
+            outlier: OutlierState::default(),
             stop,
         })
     }
@@ -97,6 +100,11 @@ impl Endpoint {
     /// False while the provider is known to be unreachable.
     pub(crate) fn is_available(&self) -> bool {
         self.status.available.load(Ordering::Acquire)
+    }
+
+    /// Its record of failed calls and ejection.
+    pub(crate) fn outlier(&self) -> &OutlierState {
+        &self.outlier
     }
 
     /// True while a usable connection is up.

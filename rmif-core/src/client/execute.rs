@@ -8,6 +8,8 @@ use tower_service::Service;
 
 use super::attempt::Attempt;
 use super::call::{CallKind, ConsumerAnswer, ConsumerCall, Deadline, ServiceTarget};
+use super::endpoint::Endpoint;
+use super::outlier::counts_against_provider;
 use super::request::EncodedRequest;
 use super::retry::RetryPolicy;
 use crate::Error;
@@ -45,9 +47,13 @@ impl ServiceTarget {
                 Err(no_provider) => return Err(last_error.unwrap_or(no_provider)),
             };
             let provider = endpoint.addr();
-            match attempt.on(kind, endpoint).await {
-                Ok(answer) => return Ok(answer),
+            match attempt.on(kind, &endpoint).await {
+                Ok(answer) => {
+                    endpoint.outlier().record_success();
+                    return Ok(answer);
+                }
                 Err(error) => {
+                    self.count_failure(&endpoint, &error);
                     if !retries.allows_another(&error, provider, deadline.at) {
                         return Err(error);
                     }
@@ -55,6 +61,29 @@ impl ServiceTarget {
                     last_error = Some(error);
                 }
             }
+        }
+    }
+}
+
+impl ServiceTarget {
+    /// Counts a failed attempt against its provider if the failure says the provider is
+    /// unwell, ejecting it when the outlier policy says so.
+    fn count_failure(&self, endpoint: &Endpoint, error: &Error) {
+        if !counts_against_provider(error) {
+            return;
+        }
+        let ejected = endpoint
+            .outlier()
+            .record_failure(&self.outlier, || self.route.may_eject(&self.outlier));
+        if let Some(time) = ejected {
+            tracing::warn!(
+                service = %self.service,
+                provider = %endpoint.addr(),
+                ejected_for_ms = time.as_millis() as u64,
+                last_error = %error,
+                "provider ejected after {} failed calls in a row",
+                self.outlier.consecutive_failures
+            );
         }
     }
 }

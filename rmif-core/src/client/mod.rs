@@ -3,7 +3,7 @@
 //!
 //! A call's path, in the order it runs: `service_client` (encode the arguments, hand the call
 //! to the layers or straight on, decode the answer), `execute` (pick a provider with the
-//! `route`'s balancer, retry as `retry` allows), `attempt` (one request frame on one
+//! `route`'s balancer, retry as `retry` allows, eject providers as `outlier` says), `attempt` (one request frame on one
 //! `endpoint`'s `connection`, wait for its answer), `answer` (the answer's status to a result).
 
 mod answer;
@@ -12,6 +12,7 @@ pub(crate) mod call;
 mod connection;
 mod endpoint;
 mod execute;
+mod outlier;
 mod request;
 mod retry;
 mod route;
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 pub use call::{ConsumerAnswer, ConsumerCall};
+pub use outlier::OutlierPolicy;
 pub use service_client::ServiceClient;
 
 use crate::config::ConsumerConfig;
@@ -134,6 +136,7 @@ impl Client {
             serialization: config.serialization,
             compression: config.compression,
             retries: config.retries,
+            outlier: config.outlier,
             max_frame_size: config.max_frame_size,
             layers: self.inner.layers.clone(),
         })

@@ -69,7 +69,9 @@ impl Candidates for View<'_> {
     }
     fn is_available(&self, i: usize) -> bool {
         let endpoint = &self.snapshot.providers[i].1;
-        endpoint.is_available() && !self.excluded.contains(&endpoint.addr())
+        endpoint.is_available()
+            && !endpoint.outlier().is_ejected()
+            && !self.excluded.contains(&endpoint.addr())
     }
     fn weight(&self, i: usize) -> u32 {
         self.snapshot.providers[i].0.weight
@@ -272,6 +274,19 @@ impl Route {
                 },
             }),
         }
+    }
+}
+
+impl Route {
+    /// Whether one more of this service's providers may be ejected under `policy`.
+    pub(crate) fn may_eject(&self, policy: &super::OutlierPolicy) -> bool {
+        let snapshot = self.current();
+        let ejected = snapshot
+            .providers
+            .iter()
+            .filter(|(_, endpoint)| endpoint.outlier().is_ejected())
+            .count();
+        ejected < policy.max_ejected(snapshot.providers.len())
     }
 }
 

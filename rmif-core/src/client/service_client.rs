@@ -67,6 +67,7 @@ impl ServiceClient {
             serialization: target.serialization,
             compression: target.compression,
             retries: target.retries,
+            outlier: target.outlier,
             max_frame_size: target.max_frame_size,
             layers: target.layers.clone(),
         })

@@ -148,6 +148,22 @@ impl RpcConfig {
         if let Some(retries) = p.take_with("Retries", |v| number_in(v, 0..=10u32, "a count"))? {
             consumer.retries = retries;
         }
+        if let Some(failures) = p.take_with("Outlier_consecutive_failures", |v| {
+            number_in(v, 0..=1000u32, "a count")
+        })? {
+            consumer.outlier.consecutive_failures = failures;
+        }
+        if let Some(time) = p.take_with("Outlier_ejection_ms", positive_millis)? {
+            consumer.outlier.base_ejection = time;
+        }
+        if let Some(time) = p.take_with("Outlier_max_ejection_ms", positive_millis)? {
+            consumer.outlier.max_ejection = time;
+        }
+        if let Some(percent) = p.take_with("Outlier_max_ejected_percent", |v| {
+            number_in(v, 0..=100u32, "a percentage")
+        })? {
+            consumer.outlier.max_ejected_percent = percent;
+        }
         if let Some(timeout) = p.take_with("Connect_timeout", positive_millis)? {
             consumer.connect_timeout = timeout;
         }
@@ -255,6 +271,10 @@ Serialization=msgpack
 Compression=none
 Compress_threshold=1024
 Retries=0
+Outlier_consecutive_failures=7
+Outlier_ejection_ms=2000
+Outlier_max_ejection_ms=20000
+Outlier_max_ejected_percent=30
 ";
         let c = RpcConfig::parse(text, "full.properties").unwrap();
         assert_eq!(c.role, Role::Both);
@@ -271,12 +291,25 @@ Retries=0
         assert_eq!(c.consumer.compression.algorithm, Compression::None);
         assert_eq!(c.provider.compression.threshold, 1024);
         assert_eq!(c.consumer.retries, 0);
+        assert_eq!(
+            c.consumer.outlier,
+            crate::OutlierPolicy {
+                consecutive_failures: 7,
+                base_ejection: Duration::from_millis(2000),
+                max_ejection: Duration::from_millis(20000),
+                max_ejected_percent: 30,
+            }
+        );
     }
 
     #[test]
     fn a_number_out_of_its_bounds_names_them() {
         for (line, expected) in [
             ("Retries=11", "expected a count from 0 to 10"),
+            (
+                "Outlier_max_ejected_percent=101",
+                "expected a percentage from 0 to 100",
+            ),
             ("Again_time=0", "expected a count from 1 to 1000"),
             (
                 "Provider_weight=many",

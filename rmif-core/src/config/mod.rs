@@ -149,6 +149,8 @@ pub struct ConsumerConfig {
     pub max_frame_size: usize,
     /// Further attempts on other providers after a retryable failure (`Retries`, default 2).
     pub retries: u32,
+    /// When a provider that keeps failing calls is left out of balancing (`Outlier_*`).
+    pub outlier: crate::OutlierPolicy,
     /// Deadline of one connection attempt (`Connect_timeout`, default 3000 ms).
     pub connect_timeout: Duration,
     /// Providers to call when no registry is configured (`Provider_addresses`).
@@ -171,6 +173,7 @@ impl Default for ConsumerConfig {
             compression: CompressionPolicy::default(),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             retries: 2,
+            outlier: crate::OutlierPolicy::default(),
             connect_timeout: Duration::from_millis(3000),
             static_providers: Vec::new(),
             cache_file: None,
@@ -218,6 +221,10 @@ pub const RPC_KEYS: &[&str] = &[
     "Max_concurrent_requests",
     "Shutdown_timeout",
     "Retries",
+    "Outlier_consecutive_failures",
+    "Outlier_ejection_ms",
+    "Outlier_max_ejection_ms",
+    "Outlier_max_ejected_percent",
     "Connect_timeout",
     "Application",
     "Discovery_cache_file",

@@ -1,9 +1,11 @@
-//! Balancing end to end: consistent hashing on a method's key argument over several providers.
+//! Balancing end to end: consistent hashing on a method's key argument over several
+//! providers, and outlier ejection.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use rmif_core::balance::BalancePolicy;
-use rmif_core::{Client, ConsumerConfig, ProviderConfig, Server, ServerHandle};
+use rmif_core::{Client, ConsumerConfig, OutlierPolicy, ProviderConfig, Server, ServerHandle};
 
 use crate::support::CalcError;
 
@@ -74,4 +76,108 @@ async fn consistent_hashing_on_a_key_argument_keeps_each_key_on_one_provider() {
         any_served_by.values().any(|by| by.len() > 1),
         "hashing all the arguments kept every user on one provider"
     );
+}
+
+/// A provider that answers its number, or (if stuck) never in time.
+#[rmif_core::service(name = "test.Worker")]
+pub trait Worker {
+    #[rmif(timeout_ms = 150)]
+    async fn work(&self) -> Result<u32, CalcError>;
+}
+
+struct MaybeStuck {
+    number: u32,
+    stuck: bool,
+}
+
+impl Worker for MaybeStuck {
+    async fn work(&self) -> Result<u32, CalcError> {
+        if self.stuck {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        }
+        Ok(self.number)
+    }
+}
+
+/// Providers numbered 0.., the `stuck` ones never answering in time, and a consumer calling
+/// them in turn, without retries, under `outlier`.
+async fn workers(stuck: &[bool], outlier: OutlierPolicy) -> (Vec<ServerHandle>, WorkerConsumer) {
+    let mut servers = Vec::new();
+    for (number, &stuck) in stuck.iter().enumerate() {
+        let worker = MaybeStuck {
+            number: number as u32,
+            stuck,
+        };
+        let server = Server::builder(ProviderConfig::loopback())
+            .add_service(WorkerProvider::new(worker))
+            .serve()
+            .await
+            .expect("provider starts");
+        servers.push(server);
+    }
+    let consumer = Client::with_static_providers(ConsumerConfig {
+        static_providers: servers.iter().map(ServerHandle::local_addr).collect(),
+        policy: BalancePolicy::RoundRobin,
+        retries: 0,
+        outlier,
+        ..ConsumerConfig::default()
+    })
+    .stub();
+    (servers, consumer)
+}
+
+fn eject_after_three() -> OutlierPolicy {
+    OutlierPolicy {
+        consecutive_failures: 3,
+        base_ejection: Duration::from_secs(60),
+        max_ejection: Duration::from_secs(60),
+        max_ejected_percent: 50,
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_keeps_timing_out_is_ejected_and_the_calls_go_to_the_others() {
+    let (_servers, worker) = workers(&[true, false], eject_after_three()).await;
+    let mut timeouts = 0;
+    let mut served_by = Vec::new();
+    for _ in 0..30 {
+        match worker.work().await {
+            Ok(number) => served_by.push(number),
+            Err(CalcError::Rpc(rmif_core::Error::Timeout { .. })) => timeouts += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(timeouts, 3, "calls kept going to the stuck provider");
+    assert_eq!(served_by.len(), 27);
+    assert!(served_by.iter().all(|&n| n == 1), "{served_by:?}");
+
+    // Off, the stuck provider keeps its turn.
+    let (_servers, worker) = workers(&[true, false], OutlierPolicy::disabled()).await;
+    let mut timeouts = 0;
+    for _ in 0..10 {
+        if worker.work().await.is_err() {
+            timeouts += 1;
+        }
+    }
+    assert_eq!(timeouts, 5);
+}
+
+#[tokio::test]
+async fn no_more_than_the_allowed_share_is_ejected_and_a_lone_provider_never_is() {
+    // Both stuck: one is ejected (half of two), the other keeps being called; no call is
+    // refused for want of a provider.
+    let (_servers, worker) = workers(&[true, true], eject_after_three()).await;
+    for _ in 0..12 {
+        match worker.work().await {
+            Err(CalcError::Rpc(rmif_core::Error::Timeout { .. })) => {}
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+    let (_servers, worker) = workers(&[true], eject_after_three()).await;
+    for _ in 0..6 {
+        match worker.work().await {
+            Err(CalcError::Rpc(rmif_core::Error::Timeout { .. })) => {}
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
 }
