@@ -89,7 +89,7 @@ mod service;
 mod sync;
 mod transport;
 
-pub use client::{Client, ClientBuilder, OutlierPolicy, ServiceClient, Stub};
+pub use client::{Client, ClientBuilder, ClusterPolicy, OutlierPolicy, ServiceClient, Stub};
 pub use compress::{Compression, CompressionPolicy};
 pub use config::{ConfigError, ConsumerConfig, ProviderConfig, Role, RpcConfig};
 pub use context::CallContext;

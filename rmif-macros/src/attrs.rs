@@ -65,6 +65,10 @@ pub(crate) struct MethodOptions {
     pub(crate) oneway: Option<Span>,
     /// `hash_key = "arg"`: the argument consistent hashing routes by, and where it was named.
     pub(crate) hash_key: Option<(String, Span)>,
+    /// `cluster = "failover" | "failfast" | "forking"`, and where it was written.
+    pub(crate) cluster: Option<(String, Span)>,
+    /// `failsafe`, and where it was written.
+    pub(crate) failsafe: Option<Span>,
 }
 
 impl MethodOptions {
@@ -98,6 +102,22 @@ impl MethodOptions {
                         flag(&meta)?;
                         options.oneway = Some(syn::spanned::Spanned::span(&meta));
                     }
+                    "cluster" => {
+                        let name = string_value(&meta)?.to_ascii_lowercase();
+                        if !["failover", "failfast", "forking"].contains(&name.as_str()) {
+                            return Err(syn::Error::new_spanned(
+                                &meta,
+                                format!(
+                                    "unknown cluster policy `{name}`; expected \"failover\", \"failfast\" or \"forking\" (failsafe is an option of its own: #[rmif(failsafe)])"
+                                ),
+                            ));
+                        }
+                        options.cluster = Some((name, syn::spanned::Spanned::span(&meta)));
+                    }
+                    "failsafe" => {
+                        flag(&meta)?;
+                        options.failsafe = Some(syn::spanned::Spanned::span(&meta));
+                    }
                     "hash_key" => {
                         let name = string_value(&meta)?;
                         options.hash_key = Some((name, syn::spanned::Spanned::span(&meta)));
@@ -106,7 +126,7 @@ impl MethodOptions {
                         return Err(syn::Error::new_spanned(
                             &meta,
                             format!(
-                                "unknown #[rmif] option `{other}`; expected timeout_ms = N, idempotent, oneway or hash_key = \"argument\""
+                                "unknown #[rmif] option `{other}`; expected timeout_ms = N, idempotent, oneway, hash_key = \"argument\", cluster = \"policy\" or failsafe"
                             ),
                         ));
                     }

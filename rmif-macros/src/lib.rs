@@ -46,7 +46,10 @@ use proc_macro::TokenStream;
 /// (may be retried on another provider after a connection failure), `oneway` (no answer; the
 /// method must return `Result<(), E>`), `hash_key = "arg"` (with `Consumer_policy =
 /// consistent_hash`, calls with the same value of argument `arg` go to the same provider; without
-/// it, the same arguments altogether do). A method returning `Result<rmif_core::Streaming<T, E>, E>`
+/// it, the same arguments altogether do), `cluster = "failover" | "failfast" | "forking"` (how
+/// its calls treat failing providers, unless the consumer's `Cluster.<method>` says otherwise),
+/// `failsafe` (a call that gets no answer returns the default value of its type; not for
+/// streams). A method returning `Result<rmif_core::Streaming<T, E>, E>`
 /// is a server stream.
 ///
 /// Byte payloads travel as MessagePack `bin`: an argument, result or stream item of type

@@ -170,6 +170,12 @@ impl Method {
                 ));
             }
             (Some(_), None) => MethodKind::OneWay,
+            (None, Some(_)) if options.failsafe.is_some() => {
+                return Err(syn::Error::new(
+                    options.failsafe.expect("checked"),
+                    "a streaming method cannot be `failsafe`: a stream has no default value",
+                ));
+            }
             (None, Some(item)) => MethodKind::Stream {
                 item: Box::new(item),
             },

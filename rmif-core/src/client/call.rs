@@ -15,6 +15,7 @@ use super::connection::ClientConnection;
 use super::request::{Addressed, EncodedRequest, Encoding};
 use super::route::Route;
 use crate::compress::CompressionPolicy;
+use crate::config::ConsumerConfig;
 use crate::context::CallContext;
 use crate::layer::boxed::Boxed;
 use crate::protocol::{Frame, Metadata, Status};
@@ -145,6 +146,7 @@ pub(crate) struct MethodSettings {
     pub(crate) id: u32,
     pub(crate) timeout: Duration,
     pub(crate) idempotent: bool,
+    pub(crate) cluster: super::ClusterPolicy,
 }
 
 /// The calls of one service.
@@ -160,6 +162,8 @@ pub(crate) struct ServiceTarget {
     pub(crate) retries: u32,
     /// When a provider that keeps failing calls is left out for a while.
     pub(crate) outlier: super::OutlierPolicy,
+    /// Providers a forking call goes to at once.
+    pub(crate) forks: u32,
     pub(crate) max_frame_size: usize,
     /// The client's layers, if any: calls then go through them.
     pub(crate) layers: Option<Boxed<ConsumerCall, ConsumerAnswer>>,
@@ -212,10 +216,12 @@ impl Deadline {
     }
 }
 
-/// Resolves the settings of every method of `descriptor` against the consumer's defaults.
+/// Resolves the settings of every method of `descriptor` against the consumer's
+/// configuration. A method's cluster policy is the configuration's for that method
+/// (`Cluster.<method>`), else the trait's (`#[rmif(cluster = …)]`), else the consumer's.
 pub(crate) fn method_settings(
     descriptor: &'static ServiceDescriptor,
-    default_timeout: Duration,
+    config: &ConsumerConfig,
 ) -> Vec<MethodSettings> {
     descriptor
         .methods
@@ -226,8 +232,68 @@ pub(crate) fn method_settings(
             timeout: m
                 .timeout_ms
                 .map(Duration::from_millis)
-                .unwrap_or(default_timeout),
+                .unwrap_or(config.timeout),
             idempotent: m.idempotent,
+            cluster: config
+                .method_cluster
+                .get(m.name)
+                .copied()
+                .or(m.cluster)
+                .unwrap_or(config.cluster),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClusterPolicy;
+    use crate::service::MethodDescriptor;
+
+    const fn method(name: &'static str, cluster: Option<ClusterPolicy>) -> MethodDescriptor {
+        MethodDescriptor {
+            name,
+            id: 0,
+            timeout_ms: None,
+            idempotent: true,
+            oneway: false,
+            streaming: false,
+            cluster,
+            failsafe: false,
+        }
+    }
+
+    static SERVICE: ServiceDescriptor = ServiceDescriptor {
+        name: "s",
+        group: "",
+        version: "",
+        methods: &[
+            method("plain", None),
+            method("marked", Some(ClusterPolicy::Forking)),
+            method("configured", Some(ClusterPolicy::Forking)),
+        ],
+    };
+
+    #[test]
+    fn a_methods_cluster_policy_comes_from_its_key_then_its_attribute_then_the_consumer() {
+        let mut config = ConsumerConfig {
+            cluster: ClusterPolicy::Failfast,
+            ..ConsumerConfig::default()
+        };
+        config
+            .method_cluster
+            .insert("configured".to_owned(), ClusterPolicy::Failover);
+        let clusters: Vec<_> = method_settings(&SERVICE, &config)
+            .iter()
+            .map(|m| m.cluster)
+            .collect();
+        assert_eq!(
+            clusters,
+            [
+                ClusterPolicy::Failfast,
+                ClusterPolicy::Forking,
+                ClusterPolicy::Failover
+            ]
+        );
+    }
 }

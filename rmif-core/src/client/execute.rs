@@ -1,11 +1,18 @@
 //! Making one call: pick a provider with the balancer, attempt the call on it, and try another
-//! provider when the retry policy allows, until an answer, a final error or the deadline. With
+//! provider when the cluster policy and the retry policy allow, until an answer, a final error
+//! or the deadline (or, forking, attempt it on several providers at once). With
 //! layers, [`CallPath`] is the innermost service of the stack and does the same.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use tower_service::Service;
 
+use super::ClusterPolicy;
 use super::attempt::Attempt;
 use super::call::{CallKind, ConsumerAnswer, ConsumerCall, Deadline, ServiceTarget};
 use super::endpoint::Endpoint;
@@ -34,7 +41,17 @@ impl ServiceTarget {
             metadata,
             deadline,
         };
-        let mut retries = RetryPolicy::new(self.retries, settings.idempotent);
+        self.route.retry_budget.deposit();
+        let retries = match settings.cluster {
+            ClusterPolicy::Forking
+                if settings.idempotent && kind == CallKind::Unary && self.forks > 1 =>
+            {
+                return self.fork(&attempt, kind, request.hash, deadline).await;
+            }
+            ClusterPolicy::Failfast => 0,
+            ClusterPolicy::Failover | ClusterPolicy::Forking => self.retries,
+        };
+        let mut retries = RetryPolicy::new(retries, settings.idempotent);
         let mut last_error = None;
         loop {
             let endpoint = match self
@@ -54,7 +71,8 @@ impl ServiceTarget {
                 }
                 Err(error) => {
                     self.count_failure(&endpoint, &error);
-                    if !retries.allows_another(&error, provider, deadline.at) {
+                    let budget = &self.route.retry_budget;
+                    if !retries.allows_another(&error, provider, deadline.at, budget) {
                         return Err(error);
                     }
                     tracing::debug!(service = %self.service, method = settings.name, %provider, %error, "retrying on another provider");
@@ -62,6 +80,49 @@ impl ServiceTarget {
                 }
             }
         }
+    }
+
+    /// Sends the call to up to `forks` providers at once: the first answer is the call's, and
+    /// dropping the other attempts cancels them on their providers. Fails only if every
+    /// attempt fails, with the last failure.
+    async fn fork(
+        &self,
+        attempt: &Attempt<'_>,
+        kind: CallKind,
+        request_hash: u64,
+        deadline: Deadline,
+    ) -> Result<ConsumerAnswer, Error> {
+        let mut chosen: Vec<Arc<Endpoint>> = Vec::with_capacity(self.forks as usize);
+        let mut taken: Vec<SocketAddr> = Vec::with_capacity(self.forks as usize);
+        while chosen.len() < self.forks as usize {
+            match self.route.pick(request_hash, &taken, deadline.at).await {
+                Ok(endpoint) => {
+                    taken.push(endpoint.addr());
+                    chosen.push(endpoint);
+                }
+                Err(no_provider) if chosen.is_empty() => return Err(no_provider),
+                // Fewer providers than forks: the call goes to those there are.
+                Err(_) => break,
+            }
+        }
+        let mut attempts: FuturesUnordered<_> = chosen
+            .iter()
+            .map(|endpoint| async move { (endpoint, attempt.on(kind, endpoint).await) })
+            .collect();
+        let mut last_error = None;
+        while let Some((endpoint, outcome)) = attempts.next().await {
+            match outcome {
+                Ok(answer) => {
+                    endpoint.outlier().record_success();
+                    return Ok(answer);
+                }
+                Err(error) => {
+                    self.count_failure(endpoint, &error);
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.expect("a forking call makes at least one attempt"))
     }
 }
 

@@ -9,6 +9,7 @@
 mod answer;
 mod attempt;
 pub(crate) mod call;
+mod cluster;
 mod connection;
 mod endpoint;
 mod execute;
@@ -23,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 pub use call::{ConsumerAnswer, ConsumerCall};
+pub use cluster::ClusterPolicy;
 pub use outlier::OutlierPolicy;
 pub use service_client::ServiceClient;
 
@@ -132,11 +134,12 @@ impl Client {
             service: key.to_string().into(),
             service_id: key.id(),
             route: self.route(&key),
-            methods: method_settings(descriptor, config.timeout),
+            methods: method_settings(descriptor, config),
             serialization: config.serialization,
             compression: config.compression,
             retries: config.retries,
             outlier: config.outlier,
+            forks: config.forks,
             max_frame_size: config.max_frame_size,
             layers: self.inner.layers.clone(),
         })
@@ -152,6 +155,7 @@ impl Client {
             key,
             self.inner.discovery.clone(),
             self.inner.config.policy.build(),
+            self.inner.config.retry_budget_percent,
             self.inner.pool.clone(),
         );
         routes.insert(key.clone(), Arc::downgrade(&route));

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::RetryBudget;
 use super::endpoint::{ConnectSettings, Endpoint};
 use crate::Error;
 use crate::balance::{Balancer, Candidates};
@@ -105,6 +106,8 @@ pub(crate) struct Route {
     /// Counts installed snapshots, for those waiting for a change.
     installed: watch::Sender<u64>,
     balancer: Box<dyn Balancer>,
+    /// Retries of this service's calls, bounded to a share of them.
+    pub(crate) retry_budget: RetryBudget,
     stop: CancellationToken,
     started: AtomicBool,
     source: Mutex<Option<Source>>,
@@ -117,6 +120,7 @@ impl Route {
         key: &ServiceKey,
         discovery: Arc<dyn Discovery>,
         balancer: Box<dyn Balancer>,
+        retry_budget_percent: u32,
         pool: Arc<EndpointPool>,
     ) -> Arc<Self> {
         Arc::new(Route {
@@ -129,6 +133,7 @@ impl Route {
             resolved: watch::Sender::new(false),
             installed: watch::Sender::new(0),
             balancer,
+            retry_budget: RetryBudget::new(retry_budget_percent),
             stop: CancellationToken::new(),
             started: AtomicBool::new(false),
             source: Mutex::new(Some(Source {

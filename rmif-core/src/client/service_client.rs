@@ -68,6 +68,7 @@ impl ServiceClient {
             compression: target.compression,
             retries: target.retries,
             outlier: target.outlier,
+            forks: target.forks,
             max_frame_size: target.max_frame_size,
             layers: target.layers.clone(),
         })
@@ -135,6 +136,63 @@ impl ServiceClient {
         E: From<Error>,
     {
         self.oneway_routed(method, args, None::<&()>).await
+    }
+
+    /// Calls a unary method that must not fail for want of an answer (`#[rmif(failsafe)]`):
+    /// when no answer comes (no provider, timeout, lost connection) it logs a warning and
+    /// returns `T::default()`. An answer is decoded as [`ServiceClient::unary`] does, so the
+    /// method's own errors still reach the caller. `key`, if given, routes the call as in
+    /// [`ServiceClient::unary_by_key`].
+    pub async fn unary_failsafe<A, K, T, E>(
+        &self,
+        method: usize,
+        args: &A,
+        key: Option<&K>,
+    ) -> Result<T, E>
+    where
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+        T: DeserializeOwned + Default,
+        E: DeserializeOwned + From<Error>,
+    {
+        match self.call(CallKind::Unary, method, args, key).await {
+            Ok(answer) => match &answer.outcome {
+                Answered::Unary(frame) => self.decode(method, frame, &answer),
+                _ => Err(E::from(unexpected(&answer))),
+            },
+            Err(error) => {
+                self.failed_safe(method, &error);
+                Ok(T::default())
+            }
+        }
+    }
+
+    /// Sends a one-way call that must not fail (`#[rmif(failsafe)]`): when it cannot be sent
+    /// it logs a warning and returns `Ok(())`.
+    pub async fn oneway_failsafe<A, K, E>(
+        &self,
+        method: usize,
+        args: &A,
+        key: Option<&K>,
+    ) -> Result<(), E>
+    where
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+        E: From<Error>,
+    {
+        if let Err(error) = self.call(CallKind::OneWay, method, args, key).await {
+            self.failed_safe(method, &error);
+        }
+        Ok(())
+    }
+
+    fn failed_safe(&self, method: usize, error: &Error) {
+        tracing::warn!(
+            service = %self.target.service,
+            method = self.target.methods[method].name,
+            %error,
+            "failsafe call got no answer; returning the default value"
+        );
     }
 
     /// Sends a one-way call like [`ServiceClient::oneway`], routed by `key` (see

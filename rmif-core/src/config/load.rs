@@ -12,6 +12,7 @@ use super::{
     ConfigError, ConsumerConfig, Properties, ProviderConfig, RPC_KEYS, Role, RpcConfig,
     parse_millis, resolve_addr,
 };
+use crate::ClusterPolicy;
 use crate::balance::BalancePolicy;
 use crate::compress::{self, Compression};
 use crate::features::{LeftOut, list};
@@ -148,6 +149,34 @@ impl RpcConfig {
         if let Some(retries) = p.take_with("Retries", |v| number_in(v, 0..=10u32, "a count"))? {
             consumer.retries = retries;
         }
+        if let Some(percent) = p.take_with("Retry_budget_percent", |v| {
+            number_in(v, 0..=100u32, "a percentage")
+        })? {
+            consumer.retry_budget_percent = percent;
+        }
+        let cluster_policy = |v: &str| {
+            ClusterPolicy::from_name(v).ok_or_else(|| {
+                let choices = format!("expected {}", list(&ClusterPolicy::NAMES, "or"));
+                if v.eq_ignore_ascii_case("failsafe") {
+                    // It needs a default value of the method's type, known only in the trait.
+                    format!("{choices}; failsafe is set in the trait, #[rmif(failsafe)]")
+                } else {
+                    choices
+                }
+            })
+        };
+        if let Some(cluster) = p.take_with("Cluster", cluster_policy)? {
+            consumer.cluster = cluster;
+        }
+        for (method, _) in p.take_prefixed("Cluster.") {
+            // Taken again by its full key, so that a bad value's error names its line.
+            if let Some(policy) = p.take_with(&format!("Cluster.{method}"), cluster_policy)? {
+                consumer.method_cluster.insert(method, policy);
+            }
+        }
+        if let Some(forks) = p.take_with("Forks", |v| number_in(v, 2..=8u32, "a count"))? {
+            consumer.forks = forks;
+        }
         if let Some(failures) = p.take_with("Outlier_consecutive_failures", |v| {
             number_in(v, 0..=1000u32, "a count")
         })? {
@@ -275,6 +304,10 @@ Outlier_consecutive_failures=7
 Outlier_ejection_ms=2000
 Outlier_max_ejection_ms=20000
 Outlier_max_ejected_percent=30
+Cluster=failfast
+Cluster.get_user=forking
+Forks=3
+Retry_budget_percent=10
 ";
         let c = RpcConfig::parse(text, "full.properties").unwrap();
         assert_eq!(c.role, Role::Both);
@@ -300,6 +333,22 @@ Outlier_max_ejected_percent=30
                 max_ejected_percent: 30,
             }
         );
+        assert_eq!(c.consumer.cluster, crate::ClusterPolicy::Failfast);
+        assert_eq!(
+            c.consumer.method_cluster.get("get_user"),
+            Some(&crate::ClusterPolicy::Forking)
+        );
+        assert_eq!(c.consumer.forks, 3);
+        assert_eq!(c.consumer.retry_budget_percent, 10);
+    }
+
+    #[test]
+    fn a_method_cluster_policy_that_does_not_exist_names_its_line_and_the_choices() {
+        let error = RpcConfig::parse("Retries=1\nCluster.get_user=failsafe\n", "f").unwrap_err();
+        let text = error.to_string();
+        assert!(text.starts_with("f:2: key `Cluster.get_user`"), "{text}");
+        assert!(text.contains("#[rmif(failsafe)]"), "{text}");
+        assert!(text.contains("failover, failfast or forking"), "{text}");
     }
 
     #[test]

@@ -151,6 +151,15 @@ pub struct ConsumerConfig {
     pub retries: u32,
     /// When a provider that keeps failing calls is left out of balancing (`Outlier_*`).
     pub outlier: crate::OutlierPolicy,
+    /// How calls treat failing providers (`Cluster`, default failover).
+    pub cluster: crate::ClusterPolicy,
+    /// The cluster policy of single methods, by method name (`Cluster.<method>`).
+    pub method_cluster: std::collections::BTreeMap<String, crate::ClusterPolicy>,
+    /// Providers a forking call is sent to at once (`Forks`, default 2).
+    pub forks: u32,
+    /// Retries as a share of calls, in per cent, beyond a reserve of ten
+    /// (`Retry_budget_percent`, default 20).
+    pub retry_budget_percent: u32,
     /// Deadline of one connection attempt (`Connect_timeout`, default 3000 ms).
     pub connect_timeout: Duration,
     /// Providers to call when no registry is configured (`Provider_addresses`).
@@ -174,6 +183,10 @@ impl Default for ConsumerConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             retries: 2,
             outlier: crate::OutlierPolicy::default(),
+            cluster: crate::ClusterPolicy::default(),
+            method_cluster: std::collections::BTreeMap::new(),
+            forks: 2,
+            retry_budget_percent: 20,
             connect_timeout: Duration::from_millis(3000),
             static_providers: Vec::new(),
             cache_file: None,
@@ -221,6 +234,10 @@ pub const RPC_KEYS: &[&str] = &[
     "Max_concurrent_requests",
     "Shutdown_timeout",
     "Retries",
+    "Retry_budget_percent",
+    "Cluster",
+    "Cluster.<method>",
+    "Forks",
     "Outlier_consecutive_failures",
     "Outlier_ejection_ms",
     "Outlier_max_ejection_ms",

@@ -42,6 +42,13 @@ impl<T> fmt::Debug for ToWire<'_, T> {
 /// Reads a value written by [`ToWire`] (or by serde directly); `.0` is the value.
 pub struct FromWire<T>(pub T);
 
+/// What a `#[rmif(failsafe)]` call returns when it gets no answer.
+impl<T: Default> Default for FromWire<T> {
+    fn default() -> Self {
+        FromWire(T::default())
+    }
+}
+
 impl<'de, T: DeserializeOwned + 'static> Deserialize<'de> for FromWire<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         if !is_byte_container::<T>() {

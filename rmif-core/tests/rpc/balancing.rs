@@ -1,7 +1,9 @@
-//! Balancing end to end: consistent hashing on a method's key argument over several
-//! providers, and outlier ejection.
+//! Balancing and failure handling end to end: consistent hashing on a method's key argument,
+//! outlier ejection, and the cluster policies (failover, failfast, forking, failsafe).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rmif_core::balance::BalancePolicy;
@@ -83,30 +85,71 @@ async fn consistent_hashing_on_a_key_argument_keeps_each_key_on_one_provider() {
 pub trait Worker {
     #[rmif(timeout_ms = 150)]
     async fn work(&self) -> Result<u32, CalcError>;
+    #[rmif(timeout_ms = 150, idempotent, cluster = "forking")]
+    async fn work_forked(&self) -> Result<u32, CalcError>;
+    #[rmif(timeout_ms = 150, failsafe)]
+    async fn work_or_default(&self) -> Result<u32, CalcError>;
+    /// Answers its own error at once.
+    #[rmif(failsafe)]
+    async fn refuse(&self) -> Result<u32, CalcError>;
 }
 
 struct MaybeStuck {
     number: u32,
     stuck: bool,
+    /// Calls stopped before their end (cancelled by the consumer), across all providers.
+    cancelled: Arc<AtomicUsize>,
+}
+
+/// Counts a call as cancelled if it is dropped before `finish`.
+struct Unfinished(Option<Arc<AtomicUsize>>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(cancelled) = &self.0 {
+            cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Worker for MaybeStuck {
     async fn work(&self) -> Result<u32, CalcError> {
+        let mut unfinished = Unfinished(Some(self.cancelled.clone()));
         if self.stuck {
             tokio::time::sleep(std::time::Duration::from_secs(10)).await;
         }
+        unfinished.0 = None;
         Ok(self.number)
+    }
+    async fn work_forked(&self) -> Result<u32, CalcError> {
+        self.work().await
+    }
+    async fn work_or_default(&self) -> Result<u32, CalcError> {
+        self.work().await.map(|number| number + 100)
+    }
+    async fn refuse(&self) -> Result<u32, CalcError> {
+        Err(CalcError::DivisionByZero)
     }
 }
 
 /// Providers numbered 0.., the `stuck` ones never answering in time, and a consumer calling
 /// them in turn, without retries, under `outlier`.
 async fn workers(stuck: &[bool], outlier: OutlierPolicy) -> (Vec<ServerHandle>, WorkerConsumer) {
+    workers_counting(stuck, outlier, Arc::default()).await
+}
+
+/// [`workers`] whose cancelled calls are counted in `cancelled`.
+async fn workers_counting(
+    stuck: &[bool],
+    outlier: OutlierPolicy,
+    cancelled: Arc<AtomicUsize>,
+) -> (Vec<ServerHandle>, WorkerConsumer) {
     let mut servers = Vec::new();
     for (number, &stuck) in stuck.iter().enumerate() {
         let worker = MaybeStuck {
             number: number as u32,
             stuck,
+            cancelled: cancelled.clone(),
         };
         let server = Server::builder(ProviderConfig::loopback())
             .add_service(WorkerProvider::new(worker))
@@ -180,4 +223,96 @@ async fn no_more_than_the_allowed_share_is_ejected_and_a_lone_provider_never_is(
             other => panic!("expected a timeout, got {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn forking_answers_from_the_first_provider_and_cancels_the_others() {
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let (_servers, worker) =
+        workers_counting(&[true, false], OutlierPolicy::disabled(), cancelled.clone()).await;
+    for _ in 0..10 {
+        // The stuck provider is always one of the two; the other answers.
+        assert_eq!(worker.work_forked().await.expect("forked call"), 1);
+    }
+    // Each call's attempt on the stuck provider was cancelled there once the other answered.
+    crate::support::eventually("the stuck provider's calls are cancelled", || {
+        cancelled.load(Ordering::SeqCst) == 10
+    })
+    .await;
+    // The same calls without forking time out whenever the stuck provider's turn comes.
+    let failed = futures_util::future::join_all((0..10).map(|_| worker.work()))
+        .await
+        .into_iter()
+        .filter(Result::is_err)
+        .count();
+    assert_eq!(failed, 5);
+}
+
+#[tokio::test]
+async fn failsafe_returns_the_default_without_an_answer_but_keeps_the_methods_errors() {
+    let (_servers, worker) = workers(&[true, false], OutlierPolicy::disabled()).await;
+    let mut answers: Vec<u32> = Vec::new();
+    for _ in 0..6 {
+        answers.push(
+            worker
+                .work_or_default()
+                .await
+                .expect("failsafe never fails"),
+        );
+    }
+    answers.sort_unstable();
+    assert_eq!(answers, [0, 0, 0, 101, 101, 101]);
+    assert!(matches!(
+        worker.refuse().await,
+        Err(CalcError::DivisionByZero)
+    ));
+}
+
+#[tokio::test]
+async fn failover_tries_another_provider_where_failfast_returns_the_first_failure() {
+    use rmif_core::ClusterPolicy;
+
+    use crate::support::{
+        Calculator, CalculatorConsumer, consumer_config, eventually, start_provider,
+    };
+
+    // `busy` takes one call at a time, and one is parked on it: it answers "overloaded".
+    let (busy, probe) = start_provider(ProviderConfig {
+        max_concurrent_requests: 1,
+        ..ProviderConfig::loopback()
+    })
+    .await;
+    let (idle, _) = start_provider(ProviderConfig::loopback()).await;
+    let parker = crate::support::consumer(&[&busy]);
+    let parked = tokio::spawn(async move { parker.park().await });
+    eventually("the call is parked", || {
+        probe.parked.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    let calculator = |cluster| -> CalculatorConsumer {
+        Client::with_static_providers(ConsumerConfig {
+            policy: BalancePolicy::RoundRobin,
+            cluster,
+            outlier: OutlierPolicy::disabled(),
+            ..consumer_config(&[&busy, &idle])
+        })
+        .stub()
+    };
+    let failover = calculator(ClusterPolicy::Failover);
+    for _ in 0..10 {
+        assert_eq!(failover.add(2, 3).await.expect("failed over"), 5);
+    }
+    let failfast = calculator(ClusterPolicy::Failfast);
+    let mut overloaded = 0;
+    for _ in 0..10 {
+        match failfast.add(2, 3).await {
+            Ok(5) => {}
+            Err(CalcError::Rpc(rmif_core::Error::Overloaded { .. })) => overloaded += 1,
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+    assert_eq!(overloaded, 5);
+    probe.release.notify_waiters();
+    parked.await.unwrap().expect("the parked call ends");
 }

@@ -85,29 +85,48 @@ fn stub_method(krate: &syn::Path, index: usize, method: &Method) -> TokenStream 
     // one is reported once, at the type, by the checks, rather than again here.
     // Stream items are read as they are (rmp-serde reads `bin` into a `Vec<u8>`): reading them
     // through `FromWire` would take a second boxed stream per call.
-    let call = match method.hash_key.map(|k| &names[k]) {
-        None => match method.kind {
-            MethodKind::Unary => quote! {
+    let call = if method.options.failsafe.is_some() {
+        let key = match method.hash_key.map(|k| &names[k]) {
+            Some(key) => quote!(::core::option::Option::Some(&#krate::__private::ToWire(&#key))),
+            None => quote!(::core::option::Option::None::<&()>),
+        };
+        match method.kind {
+            MethodKind::OneWay => quote!(self.client.oneway_failsafe(#index, #args, #key).await),
+            // The model refuses failsafe streams.
+            MethodKind::Unary | MethodKind::Stream { .. } => quote! {
                 self.client
-                    .unary(#index, #args)
+                    .unary_failsafe(#index, #args, #key)
                     .await
                     .map(|#krate::__private::FromWire(value)| value)
             },
-            MethodKind::OneWay => quote!(self.client.oneway(#index, #args).await),
-            MethodKind::Stream { .. } => quote!(self.client.server_stream(#index, #args).await),
-        },
-        Some(key) => {
-            let key = quote!(&#krate::__private::ToWire(&#key));
-            match method.kind {
+        }
+    } else {
+        match method.hash_key.map(|k| &names[k]) {
+            None => match method.kind {
                 MethodKind::Unary => quote! {
                     self.client
-                        .unary_by_key(#index, #args, #key)
+                        .unary(#index, #args)
                         .await
                         .map(|#krate::__private::FromWire(value)| value)
                 },
-                MethodKind::OneWay => quote!(self.client.oneway_by_key(#index, #args, #key).await),
-                MethodKind::Stream { .. } => {
-                    quote!(self.client.server_stream_by_key(#index, #args, #key).await)
+                MethodKind::OneWay => quote!(self.client.oneway(#index, #args).await),
+                MethodKind::Stream { .. } => quote!(self.client.server_stream(#index, #args).await),
+            },
+            Some(key) => {
+                let key = quote!(&#krate::__private::ToWire(&#key));
+                match method.kind {
+                    MethodKind::Unary => quote! {
+                        self.client
+                            .unary_by_key(#index, #args, #key)
+                            .await
+                            .map(|#krate::__private::FromWire(value)| value)
+                    },
+                    MethodKind::OneWay => {
+                        quote!(self.client.oneway_by_key(#index, #args, #key).await)
+                    }
+                    MethodKind::Stream { .. } => {
+                        quote!(self.client.server_stream_by_key(#index, #args, #key).await)
+                    }
                 }
             }
         }

@@ -22,6 +22,14 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
             None => quote!(::core::option::Option::None),
         };
         let idempotent = m.options.idempotent;
+        let failsafe = m.options.failsafe.is_some();
+        let cluster = match &m.options.cluster {
+            Some((name, _)) => {
+                let variant = quote::format_ident!("{}", cluster_variant(name));
+                quote!(::core::option::Option::Some(#krate::ClusterPolicy::#variant))
+            }
+            None => quote!(::core::option::Option::None),
+        };
         let oneway = matches!(m.kind, MethodKind::OneWay);
         let streaming = matches!(m.kind, MethodKind::Stream { .. });
         quote! {
@@ -32,6 +40,8 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
                 idempotent: #idempotent,
                 oneway: #oneway,
                 streaming: #streaming,
+                cluster: #cluster,
+                failsafe: #failsafe,
             }
         }
     });
@@ -42,5 +52,14 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
             version: #version,
             methods: &[#(#methods),*],
         }
+    }
+}
+
+/// The `ClusterPolicy` variant of a name `#[rmif(cluster = …)]` accepted.
+fn cluster_variant(name: &str) -> &'static str {
+    match name {
+        "failfast" => "Failfast",
+        "forking" => "Forking",
+        _ => "Failover",
     }
 }
