@@ -219,6 +219,11 @@ impl ClientBuilder {
     /// Makes the client (nothing runs before its first call).
     pub fn build(self) -> Client {
         let config = self.config;
+        let mut layers = self.layers;
+        if config.monitor_log {
+            // Outermost, so that it also logs the calls other layers refuse.
+            layers.push_outermost(crate::layer::MonitorLog::new());
+        }
         let discovery = self.discovery.unwrap_or_else(|| {
             Arc::new(StaticDiscovery::new(
                 config.static_providers.iter().copied(),
@@ -238,7 +243,7 @@ impl ClientBuilder {
                 discovery,
                 routes: Mutex::new(HashMap::new()),
                 pool,
-                layers: self.layers.build(Boxed::new(CallPath)),
+                layers: layers.build(Boxed::new(CallPath)),
             }),
         }
     }

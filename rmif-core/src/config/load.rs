@@ -110,6 +110,7 @@ impl RpcConfig {
             consumer.policy = policy;
         }
         provider.monitor_log = p.take_bool("Monitor_log")?.unwrap_or(false);
+        consumer.monitor_log = provider.monitor_log;
         if let Some(format) = p.take_with("Serialization", |v| {
             Serialization::from_name(v).ok_or_else(|| {
                 let known = Serialization::ALL.map(Serialization::name);
@@ -320,6 +321,7 @@ Retry_budget_percent=10
         assert!(c.provider.ip_include.unwrap().is_match("192.168.0.7"));
         assert_eq!(c.consumer.policy, BalancePolicy::RoundRobin);
         assert!(c.provider.monitor_log);
+        assert!(c.consumer.monitor_log);
         assert_eq!(c.consumer.serialization, Serialization::MsgPack);
         assert_eq!(c.consumer.compression.algorithm, Compression::None);
         assert_eq!(c.provider.compression.threshold, 1024);

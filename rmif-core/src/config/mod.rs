@@ -157,6 +157,9 @@ pub struct ConsumerConfig {
     pub method_cluster: std::collections::BTreeMap<String, crate::ClusterPolicy>,
     /// Providers a forking call is sent to at once (`Forks`, default 2).
     pub forks: u32,
+    /// Log one line per call (`Monitor_log`, default false): see
+    /// [`crate::layer::MonitorLog`].
+    pub monitor_log: bool,
     /// Retries as a share of calls, in per cent, beyond a reserve of ten
     /// (`Retry_budget_percent`, default 20).
     pub retry_budget_percent: u32,
@@ -186,6 +189,7 @@ impl Default for ConsumerConfig {
             cluster: crate::ClusterPolicy::default(),
             method_cluster: std::collections::BTreeMap::new(),
             forks: 2,
+            monitor_log: false,
             retry_budget_percent: 20,
             connect_timeout: Duration::from_millis(3000),
             static_providers: Vec::new(),

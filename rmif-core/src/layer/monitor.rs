@@ -16,8 +16,10 @@ use crate::service::BoxFuture;
 
 /// Logs every call at info level, target `rmif::monitor`, once it completes: `side`, `service`,
 /// `method`, `peer`, `latency_us`, and `status` (or `error` when the call failed before an
-/// answer). A provider whose configuration says `Monitor_log=true` adds it by itself; a consumer
-/// adds it with [`crate::ClientBuilder::layer`].
+/// answer). Providers and consumers whose configuration says `Monitor_log=true` add it by
+/// themselves, outermost; it can also be added with [`crate::ClientBuilder::layer`] or
+/// [`crate::ServerBuilder::layer`]. Without it, nothing per call is logged and calls take the
+/// direct path, with no layer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MonitorLog;
 

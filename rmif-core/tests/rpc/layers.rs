@@ -518,10 +518,13 @@ async fn monitor_log_writes_one_line_per_call_on_each_side() {
     let mut config = ProviderConfig::loopback();
     config.monitor_log = true;
     let (server, _) = crate::support::start_provider(config).await;
-    let stub: CalculatorConsumer = Client::builder(consumer_config(&[&server]))
-        .layer(rmif_core::layer::MonitorLog::new())
-        .build()
-        .stub();
+    // Both sides from their configuration.
+    let stub: CalculatorConsumer = Client::builder(rmif_core::ConsumerConfig {
+        monitor_log: true,
+        ..consumer_config(&[&server])
+    })
+    .build()
+    .stub();
     assert_eq!(stub.add(2, 2).await.unwrap(), 4);
     assert_eq!(stub.div(1, 0).await, Err(CalcError::DivisionByZero));
     server.shutdown().await;
