@@ -9,6 +9,7 @@
 //! - [`RegistryClient`]: reads, writes and watches with failover between members;
 //! - [`Session`]: ephemeral nodes and deduplicated retries, kept alive in the background;
 //! - [`discovery`]: providers announcing themselves, consumers following provider lists;
+//! - [`recipes`]: leader election and fair locks with fencing tokens;
 //! - [`api`]: the registry's client API, an rmif service;
 //! - [`path`], [`node`], [`op`]: the vocabulary both sides speak (paths, stats, operations).
 //!
@@ -40,6 +41,7 @@ pub mod error;
 pub mod node;
 pub mod op;
 pub mod path;
+pub mod recipes;
 
 pub use app::{App, AppError, RunningApp};
 pub use client::{

@@ -65,6 +65,9 @@ struct Inner {
     /// `attachment.member`, readable without the lock.
     member: AtomicUsize,
     next_request: AtomicU64,
+    /// When the last request the registry answered in this session was sent (so the registry
+    /// heard from the session at that time or later).
+    last_heard: Mutex<Instant>,
     state: watch::Sender<SessionState>,
     stop: CancellationToken,
 }
@@ -97,10 +100,11 @@ impl Session {
         };
         // Opening is a write outside any session; an orphan session left by a retry after an
         // unknown outcome holds nothing and simply expires.
+        let opened_at = Instant::now();
         let plan = Plan {
             start: client.preferred(),
             retry: Retry::Retryable,
-            deadline: Some(Instant::now() + client.options().timeout),
+            deadline: Some(opened_at + client.options().timeout),
         };
         let (grant, member) = failover::run(&client, plan, |member| {
             let stub = client.stub(member);
@@ -127,6 +131,7 @@ impl Session {
             attaching: tokio::sync::Mutex::new(()),
             member: AtomicUsize::new(member),
             next_request: AtomicU64::new(1),
+            last_heard: Mutex::new(opened_at),
             state: watch::Sender::new(SessionState::Connected),
             stop: CancellationToken::new(),
         });
@@ -159,6 +164,22 @@ impl Session {
     /// Follows state changes.
     pub fn states(&self) -> watch::Receiver<SessionState> {
         self.inner.state.subscribe()
+    }
+
+    /// Until when this session is certainly alive on the registry, by this process's clock:
+    /// the registry expires a session no sooner than its timeout after it last heard from it,
+    /// and it heard from it no sooner than when the last answered request was sent. A tenth
+    /// of the timeout is kept as a margin for clock rates and scheduling delays.
+    ///
+    /// While the session is suspended, whatever it holds (a leadership, a lock) must be
+    /// treated as lost from this instant on: the registry may then give it to someone else.
+    pub fn alive_until(&self) -> Instant {
+        let heard = *self
+            .inner
+            .last_heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        heard + self.inner.timeout - self.inner.timeout / 10
     }
 
     /// The client this session belongs to.
@@ -277,6 +298,14 @@ impl Inner {
         });
     }
 
+    /// The registry answered a request sent at `sent`.
+    fn heard(&self, sent: Instant) {
+        let mut last = self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
+        if sent > *last {
+            *last = sent;
+        }
+    }
+
     /// Contact is back: a suspended session says so.
     fn contact(&self) {
         if *self.state.borrow() == SessionState::Suspended {
@@ -304,8 +333,10 @@ impl Inner {
             let request = send(self.client.stub(member));
             async move {
                 let epoch = self.attach_at(member).await?;
+                let sent = Instant::now();
                 match request.await {
                     Ok(answer) => {
+                        self.heard(sent);
                         self.contact();
                         Ok(answer)
                     }

@@ -1,0 +1,130 @@
+//! Coordination recipes on the registry's tree: [`election`] (one leader among candidates, with
+//! a token for the resources it touches) and [`lock`] (a fair lock whose every grant carries a
+//! fencing token). Both queue their participants as ephemeral sequential nodes, each waiting
+//! only for the node just before its own, so a change wakes one participant, not all.
+
+pub mod election;
+pub mod lock;
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::api::{ChildList, Created, WatchMode};
+use crate::client::{CreateMode, RegistryClient};
+use crate::error::RegistryError;
+use crate::{Consistency, Session};
+
+/// Digits of the counter the registry appends to a sequential node's name.
+const SEQUENCE_DIGITS: usize = 10;
+
+/// Creates `path` and its missing parents as persistent nodes (nodes that exist are kept).
+pub(crate) async fn ensure_path(client: &RegistryClient, path: &str) -> Result<(), RegistryError> {
+    let mut prefix = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(part);
+        match client.create(&prefix, b"", CreateMode::PERSISTENT).await {
+            Ok(_) | Err(RegistryError::NodeExists { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// The children of `parent` that are queue entries (`prefix` + sequence), in queue order.
+pub(crate) fn queue_order(list: ChildList, prefixes: &[&str]) -> Vec<String> {
+    let mut entries: Vec<String> = list
+        .children
+        .into_iter()
+        .filter(|name| {
+            name.len() > SEQUENCE_DIGITS
+                && prefixes
+                    .iter()
+                    .any(|p| name.len() == p.len() + SEQUENCE_DIGITS && name.starts_with(p))
+        })
+        .collect();
+    entries.sort_by(|a, b| sequence(a).cmp(sequence(b)));
+    entries
+}
+
+/// The sequence part of a queue entry's name.
+fn sequence(name: &str) -> &str {
+    &name[name.len() - SEQUENCE_DIGITS..]
+}
+
+/// Waits until the node at `path` is gone (at once if it is already). Watches that node only.
+pub(crate) async fn deleted(client: &RegistryClient, path: &str) -> Result<(), RegistryError> {
+    loop {
+        let mut watcher = client.watch(path, WatchMode::Data).await?;
+        // The watch is armed once its first message arrives; a deletion before that is seen by
+        // the read that follows.
+        match watcher.next().await {
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error),
+            None => continue,
+        }
+        match client.stat(path, Consistency::Linearizable).await {
+            Err(RegistryError::NoNode { .. }) => return Ok(()),
+            Err(error) => return Err(error),
+            Ok(_) => {}
+        }
+        loop {
+            match watcher.next().await {
+                Some(Ok(message)) if message.is_armed() => {}
+                // A change of the node: deleted, or its data changed (then wait again).
+                Some(Ok(_)) => break,
+                Some(Err(error)) => return Err(error),
+                None => break,
+            }
+        }
+        match client.stat(path, Consistency::Linearizable).await {
+            Err(RegistryError::NoNode { .. }) => return Ok(()),
+            Err(error) => return Err(error),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Creates a queue entry (an ephemeral sequential node `prefix` + sequence) in `session`.
+/// Safe to cancel: the create runs in a task of its own, which removes the node if the caller
+/// stopped waiting before it was told the node's name (else that node would stay in line, and
+/// block everyone behind it, for as long as the session lives).
+pub(crate) async fn create_entry(
+    session: &Arc<Session>,
+    prefix: String,
+    data: Vec<u8>,
+) -> Result<Created, RegistryError> {
+    let (answer, answered) = oneshot::channel();
+    let session = session.clone();
+    tokio::spawn(async move {
+        let ephemeral_sequential = CreateMode {
+            ephemeral: true,
+            sequential: true,
+        };
+        let created = session.create(&prefix, &data, ephemeral_sequential).await;
+        if let Err(Ok(created)) = answer.send(created) {
+            remove_entry(session, created.path);
+        }
+    });
+    answered.await.unwrap_or_else(|_| {
+        Err(RegistryError::Indeterminate(
+            "the task creating the entry stopped (the runtime is shutting down)".to_owned(),
+        ))
+    })
+}
+
+/// Deletes the queue entry `path` of `session`, in the background if the caller cannot wait
+/// (a guard being dropped). An entry whose session ended is already gone.
+pub(crate) fn remove_entry(session: Arc<Session>, path: String) {
+    tokio::spawn(async move {
+        match session.delete(&path, None).await {
+            Ok(_)
+            | Err(RegistryError::NoNode { .. })
+            | Err(RegistryError::SessionExpired { .. }) => {}
+            Err(error) => {
+                tracing::warn!(%path, %error, "could not remove a queue entry; it goes when its session ends")
+            }
+        }
+    });
+}

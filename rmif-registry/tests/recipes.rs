@@ -1,0 +1,262 @@
+//! The coordination recipes against a real registry member: a fair lock's order, fencing
+//! tokens and release by a dead holder; an election's succession, and a leader cut off from
+//! the registry giving up before anyone else leads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmif_registry::recipes::election::{Election, Leadership};
+use rmif_registry::recipes::lock::{FairLock, LOCKS_PATH};
+use rmif_registry::{Consistency, RegistryClient, Session};
+use rmif_registry_server::{RegistryConfig, RegistryServer};
+use rmif_testkit::proxy::{Link, LinkMode};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Generous bound for anything that should happen "soon".
+const SOON: Duration = Duration::from_secs(10);
+
+struct Registry {
+    member: RegistryServer,
+    _data: tempfile::TempDir,
+}
+
+async fn registry() -> Registry {
+    let data = tempfile::tempdir().unwrap();
+    let member = RegistryServer::start(RegistryConfig::single(
+        "127.0.0.1:0".parse().unwrap(),
+        data.path(),
+    ))
+    .await
+    .expect("registry starts");
+    Registry {
+        member,
+        _data: data,
+    }
+}
+
+impl Registry {
+    fn client(&self) -> RegistryClient {
+        RegistryClient::connect(&[self.member.client_addr()])
+    }
+}
+
+async fn session(client: &RegistryClient, timeout_ms: u64) -> Arc<Session> {
+    Arc::new(
+        client
+            .open_session(Duration::from_millis(timeout_ms))
+            .await
+            .expect("session"),
+    )
+}
+
+/// Number of requests (held or waiting) of lock `name`.
+async fn requests(client: &RegistryClient, name: &str) -> usize {
+    client
+        .children(&format!("{LOCKS_PATH}/{name}"), Consistency::Linearizable)
+        .await
+        .expect("lock node")
+        .children
+        .len()
+}
+
+async fn until_requests(client: &RegistryClient, name: &str, count: usize) {
+    let deadline = Instant::now() + SOON;
+    while requests(client, name).await != count {
+        assert!(
+            Instant::now() < deadline,
+            "lock {name} never had {count} requests"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_lock_is_granted_in_request_order_with_growing_tokens() {
+    let registry = registry().await;
+    let client = registry.client();
+    let holder = FairLock::new(session(&client, 5000).await, "fifo")
+        .await
+        .unwrap();
+    let held = holder.lock().await.unwrap();
+    let (granted, mut grants) = mpsc::unbounded_channel();
+    for waiter in 1..=4 {
+        let lock = FairLock::new(session(&client, 5000).await, "fifo")
+            .await
+            .unwrap();
+        let granted = granted.clone();
+        tokio::spawn(async move {
+            let guard = lock.lock().await.unwrap();
+            granted.send((waiter, guard.token())).unwrap();
+            guard.unlock().await.unwrap();
+        });
+        // The next waiter asks only once this one is in line.
+        until_requests(&client, "fifo", waiter + 1).await;
+    }
+    let mut last_token = held.token();
+    held.unlock().await.unwrap();
+    for expected in 1..=4 {
+        let (waiter, token) = tokio::time::timeout(SOON, grants.recv())
+            .await
+            .expect("granted in time")
+            .unwrap();
+        assert_eq!(waiter, expected, "served out of order");
+        assert!(token > last_token, "token {token} after {last_token}");
+        last_token = token;
+    }
+    until_requests(&client, "fifo", 0).await;
+}
+
+#[tokio::test]
+async fn try_lock_and_a_timed_out_wait_leave_no_request_behind() {
+    let registry = registry().await;
+    let client = registry.client();
+    let lock = FairLock::new(session(&client, 5000).await, "busy")
+        .await
+        .unwrap();
+    let other = FairLock::new(session(&client, 5000).await, "busy")
+        .await
+        .unwrap();
+    let held = lock.lock().await.unwrap();
+    assert!(other.try_lock().await.unwrap().is_none());
+    assert!(
+        other
+            .lock_timeout(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A waiter whose caller gives up (the future dropped) withdraws too.
+    let waiting = tokio::spawn({
+        let other = other.clone();
+        async move { other.lock().await }
+    });
+    until_requests(&client, "busy", 2).await;
+    waiting.abort();
+    until_requests(&client, "busy", 1).await;
+    held.unlock().await.unwrap();
+    let next = other.try_lock().await.unwrap().expect("free now");
+    drop(next);
+    until_requests(&client, "busy", 0).await;
+}
+
+#[tokio::test]
+async fn a_holder_cut_off_from_the_registry_releases_the_lock_when_its_session_expires() {
+    let registry = registry().await;
+    let client = registry.client();
+    // The holder reaches the registry through a proxy that will cut it off, as if its
+    // process had died: no unlock, and its heartbeats stop arriving.
+    let link = Link::start(registry.member.client_addr()).await;
+    let holder_client = RegistryClient::connect(&[link.addr]);
+    let held = FairLock::new(session(&holder_client, 1000).await, "crash")
+        .await
+        .unwrap()
+        .lock()
+        .await
+        .unwrap();
+    let first_token = held.token();
+    link.set(LinkMode::Drop);
+    let survivor = FairLock::new(session(&client, 5000).await, "crash")
+        .await
+        .unwrap();
+    let guard = tokio::time::timeout(SOON, survivor.lock())
+        .await
+        .expect("granted once the holder's session expired")
+        .unwrap();
+    assert!(guard.token() > first_token);
+    drop(held);
+}
+
+#[tokio::test]
+async fn leadership_passes_in_line_and_ends_when_the_leader_resigns() {
+    let registry = registry().await;
+    let client = registry.client();
+    let mut candidates = Vec::new();
+    for id in ["a", "b", "c"] {
+        let election = Election::new(session(&client, 5000).await, "succession")
+            .await
+            .unwrap();
+        candidates.push(election.campaign(id).await.unwrap());
+    }
+    let first = tokio::time::timeout(SOON, candidates[0].leading())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(candidates[1].state(), Leadership::Waiting);
+    assert_eq!(candidates[2].state(), Leadership::Waiting);
+    assert_eq!(
+        Election::leader(&client, "succession")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("a")
+    );
+
+    // b gives up its place in line: c comes after a.
+    let b = candidates.remove(1);
+    b.resign().await.unwrap();
+    let a = candidates.remove(0);
+    a.resign().await.unwrap();
+    let third = tokio::time::timeout(SOON, candidates[0].leading())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(third > first, "tokens grow with each leader");
+    assert_eq!(
+        Election::leader(&client, "succession")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("c")
+    );
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_the_registry_stops_leading_before_the_next_one_starts() {
+    let registry = registry().await;
+    let direct = registry.client();
+    // The leader reaches the registry through a proxy that will cut it off.
+    let link = Link::start(registry.member.client_addr()).await;
+    let cut_off = RegistryClient::connect(&[link.addr]);
+    let election = Election::new(session(&cut_off, 1500).await, "partition")
+        .await
+        .unwrap();
+    let mut leader = election.campaign("cut-off").await.unwrap();
+    tokio::time::timeout(SOON, leader.leading())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut next = Election::new(session(&direct, 5000).await, "partition")
+        .await
+        .unwrap()
+        .campaign("next")
+        .await
+        .unwrap();
+
+    link.set(LinkMode::Drop);
+    let (lost_at, reason) = {
+        let mut changes = leader.changes();
+        let lost = tokio::time::timeout(SOON, async {
+            changes
+                .wait_for(|s| matches!(s, Leadership::Lost { .. }))
+                .await
+                .unwrap()
+                .clone()
+        })
+        .await
+        .expect("the cut-off leader gives up");
+        (Instant::now(), format!("{lost:?}"))
+    };
+    tokio::time::timeout(SOON, next.leading())
+        .await
+        .expect("the next candidate leads once the registry expired the old session")
+        .unwrap();
+    let next_at = Instant::now();
+    // Given up for the suspension, by its own clock, not for some error of the watch.
+    assert!(reason.contains("no contact with the registry"), "{reason}");
+    assert!(
+        lost_at < next_at,
+        "the old leader gave up at {lost_at:?}, after the next one led at {next_at:?} ({reason})"
+    );
+    drop(leader);
+}
