@@ -1,6 +1,7 @@
 //! The coordination recipes against a real registry member: a fair lock's order, fencing
-//! tokens and release by a dead holder; an election's succession, and a leader cut off from
-//! the registry giving up before anyone else leads.
+//! tokens and release by a holder cut off; an election's succession, and a leader cut off from
+//! the registry giving up before anyone else leads; a config value's compare-and-set, pushes,
+//! rejected values and catching up after a cut; a session's atomic multi.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -259,4 +260,189 @@ async fn a_leader_cut_off_from_the_registry_stops_leading_before_the_next_one_st
         "the old leader gave up at {lost_at:?}, after the next one led at {next_at:?} ({reason})"
     );
     drop(leader);
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Limits {
+    max_connections: u32,
+}
+
+fn limits(max_connections: u32) -> Limits {
+    Limits { max_connections }
+}
+
+#[tokio::test]
+async fn a_config_value_is_published_with_compare_and_set_and_pushed_in_order() {
+    use rmif_registry::RegistryError;
+    use rmif_registry::recipes::config::ConfigError;
+    use rmif_registry::recipes::config::{ConfigCenter, Expect};
+
+    let registry = registry().await;
+    let config = ConfigCenter::new(registry.client());
+    let mut subscription = config.subscribe::<Limits>("pushed").await.unwrap();
+    assert!(subscription.current().is_none());
+
+    let v0 = config
+        .publish("pushed", &limits(1), Expect::Absent)
+        .await
+        .unwrap();
+    assert!(matches!(
+        config.publish("pushed", &limits(9), Expect::Absent).await,
+        Err(ConfigError::Registry(RegistryError::NodeExists { .. }))
+    ));
+    let v1 = config
+        .publish("pushed", &limits(2), Expect::Version(v0))
+        .await
+        .unwrap();
+    assert!(matches!(
+        config
+            .publish("pushed", &limits(9), Expect::Version(v0))
+            .await,
+        Err(ConfigError::Registry(RegistryError::BadVersion { .. }))
+    ));
+    config
+        .publish("pushed", &limits(3), Expect::Any)
+        .await
+        .unwrap();
+    assert_eq!(v1, v0 + 1);
+
+    // The subscriber may skip values published in a burst, but never goes back.
+    let mut seen = Vec::new();
+    while seen.last() != Some(&3) {
+        let value = tokio::time::timeout(SOON, subscription.changed())
+            .await
+            .expect("pushed in time")
+            .expect("still published");
+        seen.push(value.value.max_connections);
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    let read = config.get::<Limits>("pushed").await.unwrap().unwrap();
+    assert_eq!((read.value, read.version), (limits(3), v1 + 1));
+}
+
+#[tokio::test]
+async fn a_value_that_does_not_read_is_rejected_and_the_last_good_one_kept() {
+    use rmif_registry::recipes::config::{ConfigCenter, Expect};
+
+    let registry = registry().await;
+    let config = ConfigCenter::new(registry.client());
+    config
+        .publish("typed", &limits(5), Expect::Absent)
+        .await
+        .unwrap();
+    let mut subscription = config.subscribe::<Limits>("typed").await.unwrap();
+    config
+        .publish("typed", &"not limits at all", Expect::Any)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + SOON;
+    while subscription.rejected().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the bad value was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(subscription.current().unwrap().value, limits(5));
+    config
+        .publish("typed", &limits(6), Expect::Any)
+        .await
+        .unwrap();
+    let value = tokio::time::timeout(SOON, subscription.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(value.value, limits(6));
+    assert!(subscription.rejected().is_none());
+}
+
+#[tokio::test]
+async fn a_subscriber_cut_off_catches_up_with_the_newest_value_when_it_reconnects() {
+    use rmif_registry::recipes::config::{ConfigCenter, Expect};
+
+    let registry = registry().await;
+    let publisher = ConfigCenter::new(registry.client());
+    publisher
+        .publish("cut", &limits(1), Expect::Absent)
+        .await
+        .unwrap();
+    let link = Link::start(registry.member.client_addr()).await;
+    let subscriber = ConfigCenter::new(RegistryClient::connect(&[link.addr]));
+    let mut subscription = subscriber.subscribe::<Limits>("cut").await.unwrap();
+    assert_eq!(subscription.current().unwrap().value, limits(1));
+
+    link.set(LinkMode::Drop);
+    for n in 2..=4 {
+        publisher
+            .publish("cut", &limits(n), Expect::Any)
+            .await
+            .unwrap();
+    }
+    link.set(LinkMode::Pass);
+    let mut seen = vec![1];
+    while seen.last() != Some(&4) {
+        let value = tokio::time::timeout(SOON, subscription.changed())
+            .await
+            .expect("caught up after the reconnect")
+            .expect("still published");
+        seen.push(value.value.max_connections);
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_multi_in_a_session_creates_ephemeral_nodes_atomically() {
+    use rmif_registry::Op;
+
+    let registry = registry().await;
+    let client = registry.client();
+    let owner = client.open_session(Duration::from_secs(5)).await.unwrap();
+    let create = |path: &str, ephemeral| Op::Create {
+        path: path.to_owned(),
+        data: b"x".to_vec(),
+        ephemeral,
+        sequential: false,
+    };
+    // A failed check applies nothing, the ephemeral create included.
+    let refused = owner
+        .multi(vec![
+            create("/claimed", true),
+            Op::Check {
+                path: "/nowhere".to_owned(),
+                version: 0,
+            },
+        ])
+        .await;
+    assert!(refused.is_err());
+    assert!(
+        client
+            .stat("/claimed", Consistency::Linearizable)
+            .await
+            .is_err()
+    );
+
+    let applied = owner
+        .multi(vec![create("/claimed", true), create("/record", false)])
+        .await
+        .unwrap();
+    assert_eq!(applied.results.len(), 2);
+    let claimed = client
+        .stat("/claimed", Consistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(claimed.stat.ephemeral_owner, owner.id());
+    // The session's end takes the ephemeral node only.
+    owner.close().await.unwrap();
+    assert!(
+        client
+            .stat("/claimed", Consistency::Linearizable)
+            .await
+            .is_err()
+    );
+    assert!(
+        client
+            .stat("/record", Consistency::Linearizable)
+            .await
+            .is_ok()
+    );
 }

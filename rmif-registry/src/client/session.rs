@@ -15,10 +15,12 @@ use tokio_util::sync::CancellationToken;
 use super::failover::{self, Plan, Retry};
 use super::{CreateMode, RegistryClient};
 use crate::api::{
-    AttachSessionRequest, CreateRequest, Created, DeleteRequest, OpenSessionRequest, Reflects,
-    Registry, RegistryConsumer, SessionGrant, SessionRequest, SetRequest, Written,
+    AttachSessionRequest, CreateRequest, Created, DeleteRequest, MultiRequest, MultiResponse,
+    OpenSessionRequest, Reflects, Registry, RegistryConsumer, SessionGrant, SessionRequest,
+    SetRequest, Written,
 };
 use crate::error::RegistryError;
+use crate::op::Op;
 use crate::op::SessionCall;
 
 /// What the application knows about its session.
@@ -237,6 +239,17 @@ impl Session {
             session: Some(self.call()),
         };
         self.request(request, |stub, r| async move { stub.delete(r).await })
+            .await
+    }
+
+    /// Applies `ops` atomically in this session: creates may be ephemeral (they then live as
+    /// long as the session), and a retry after an unknown outcome is applied only once.
+    pub async fn multi(&self, ops: Vec<Op>) -> Result<MultiResponse, RegistryError> {
+        let request = MultiRequest {
+            ops,
+            session: Some(self.call()),
+        };
+        self.request(request, |stub, r| async move { stub.multi(r).await })
             .await
     }
 

@@ -1,8 +1,9 @@
 //! Coordination recipes on the registry's tree: [`election`] (one leader among candidates, with
-//! a token for the resources it touches) and [`lock`] (a fair lock whose every grant carries a
-//! fencing token). Both queue their participants as ephemeral sequential nodes, each waiting
+//! a token for the resources it touches), [`lock`] (a fair lock whose every grant carries a
+//! fencing token) and [`config`] (typed values, versioned and pushed). The first two queue their participants as ephemeral sequential nodes, each waiting
 //! only for the node just before its own, so a change wakes one participant, not all.
 
+pub mod config;
 pub mod election;
 pub mod lock;
 
