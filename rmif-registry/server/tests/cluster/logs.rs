@@ -1,6 +1,7 @@
-//! What a member logs for its operator (RMIF_LOG=info, into a file): leadership changes with
-//! term and id, snapshots taken, sent and installed with index, size and duration, the start-up
-//! replay, raft-rs's own log under the target `raft`, and no terminal colour codes in a file.
+//! What a member logs for its operator (RMIF_LOG=info, into a file): leadership won, followed
+//! and lost with term and id, snapshots taken, sent and installed with index, size and
+//! duration, the start-up replay, raft-rs's own log under the target `raft`, and no terminal
+//! colour codes in a file.
 
 use std::time::Duration;
 
@@ -186,6 +187,20 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
         Duration::from_secs(30),
     )
     .await;
+
+    // Both others SIGKILLed: the leader loses its quorum and steps down (check quorum), and says
+    // so.
+    for id in (1..=3).filter(|id| *id != new_leader) {
+        cluster.kill(id);
+    }
+    let line = log_line(
+        &cluster,
+        new_leader,
+        &["stepped down as leader", &format!("id={new_leader}")],
+        Duration::from_secs(30),
+    )
+    .await;
+    field(&line, "term");
 
     // Written to files, the logs carry no terminal colour codes.
     for id in 1..=3 {
