@@ -21,6 +21,7 @@ const NOT_EMPTY: i32 = 13;
 const INVALID: i32 = 14;
 const USAGE: i32 = 2;
 const NO_QUORUM: i32 = 20;
+const UNREACHABLE: i32 = 21;
 const DEGRADED: i32 = 22;
 
 fn text(bytes: &[u8]) -> String {
@@ -131,6 +132,32 @@ async fn a_usage_error_exits_2_and_is_json_with_json() {
 
     // --help is not an error.
     assert_eq!(code(&rmif(&["--json", "--help"])), Some(0));
+}
+
+#[test]
+fn no_member_to_contact_is_unreachable_and_not_applied() {
+    // Nothing listens there: every attempt is refused, until the deadline.
+    let nobody = format!("127.0.0.1:{}", rmif_testkit::free_port());
+    let output = Command::new(env!("CARGO_BIN_EXE_rmif"))
+        .args(["--servers", &nobody, "--timeout", "500", "--json"])
+        .args(["create", "/x", "1"])
+        .output()
+        .expect("run rmif");
+    assert_eq!(code(&output), Some(UNREACHABLE), "{}", text(&output.stdout));
+    let error = json_error(&output);
+    assert_eq!(error["kind"], "unreachable", "{error}");
+    assert_eq!(error["outcome"], "not_applied", "{error}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_rmif"))
+        .args(["--servers", &nobody, "--timeout", "500", "status"])
+        .output()
+        .expect("run rmif status");
+    assert_eq!(code(&output), Some(UNREACHABLE));
+    assert!(
+        text(&output.stderr).contains(&nobody),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 /// Runs `rmif --servers … --timeout 3000 [--json] status` against a process cluster.
