@@ -699,3 +699,60 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(id: u64, leader: u64) -> serde_json::Value {
+        json!({"id": id, "address": format!("10.0.0.{id}:7000"), "leader": leader,
+               "reachable": true, "asked": true})
+    }
+
+    fn down(id: u64) -> serde_json::Value {
+        json!({"id": null, "address": format!("10.0.0.{id}:7000"), "reachable": false,
+               "asked": true, "error": "refused"})
+    }
+
+    fn code(rows: &[serde_json::Value]) -> Option<(u8, String)> {
+        verdict(rows).map(|failure| (failure.exit_code(), failure.message(None)))
+    }
+
+    #[test]
+    fn status_is_healthy_only_when_every_member_asked_names_the_same_leader() {
+        assert!(code(&[answered(1, 2), answered(2, 2), answered(3, 2)]).is_none());
+        // A member listed by the others' configuration but not asked does not count.
+        let not_asked = json!({"id": 4, "address": null, "reachable": false, "asked": false});
+        assert!(code(&[answered(1, 1), not_asked]).is_none());
+    }
+
+    #[test]
+    fn status_names_what_is_wrong() {
+        let (exit, message) = code(&[answered(1, 2), answered(2, 2), down(3)]).unwrap();
+        assert_eq!(exit, exit::DEGRADED);
+        assert!(message.contains("10.0.0.3:7000"), "{message}");
+
+        let (exit, message) = code(&[answered(1, 2), answered(2, 2), answered(3, 0)]).unwrap();
+        assert_eq!(exit, exit::DEGRADED);
+        assert!(message.contains("knows no leader: member 3"), "{message}");
+
+        let (exit, message) = code(&[answered(1, 1), answered(2, 2)]).unwrap();
+        assert_eq!(exit, exit::DEGRADED);
+        assert!(message.contains("different leaders"), "{message}");
+
+        let (exit, message) = code(&[answered(1, 0), down(2), down(3)]).unwrap();
+        assert_eq!(exit, exit::NO_QUORUM);
+        assert!(message.starts_with("no leader"), "{message}");
+
+        let (exit, _) = code(&[down(1), down(2)]).unwrap();
+        assert_eq!(exit, exit::UNREACHABLE);
+    }
+
+    #[test]
+    fn a_follower_without_a_leader_is_shown_as_such() {
+        assert_eq!(shown_role("follower", 0), "no leader");
+        assert_eq!(shown_role("follower", 2), "follower");
+        assert_eq!(shown_role("pre-candidate", 0), "pre-candidate");
+        assert_eq!(shown_role("leader", 1), "leader");
+    }
+}
