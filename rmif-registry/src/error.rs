@@ -169,3 +169,259 @@ impl RegistryError {
         }
     }
 }
+
+/// What a failed operation's error says, for a caller that acts on it without reading the
+/// message: a script's exit code (the `rmif` command's), a retry policy, a metric label.
+///
+/// [`RegistryError::kind`] gives it; [`ErrorKind::outcome`] says whether the operation may have
+/// happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The node (or, for `create`, its parent) does not exist.
+    NoNode,
+    /// `create` of a node that exists.
+    NodeExists,
+    /// A compare-and-set saw another version.
+    BadVersion,
+    /// `delete` of a node that has children.
+    NotEmpty,
+    /// The request itself is wrong and will fail again as it is: a malformed path, data too
+    /// large, an operation not allowed on the node, a child of an ephemeral node, a malformed
+    /// request, a client without usable member addresses.
+    Invalid,
+    /// The session is gone (expired or closed) or was refused to this client.
+    Session,
+    /// The cluster could not take the request now (no leader, no majority reachable, a member
+    /// shutting down or overloaded): it was not performed, and may succeed later.
+    NoQuorum,
+    /// No member could be contacted (connection refused, no route): the request was not sent.
+    Unreachable,
+    /// The request may or may not have been performed: the registry said so, the connection
+    /// broke after it was sent, or the deadline passed.
+    OutcomeUnknown,
+    /// Anything else (a watcher cut off, a protocol or serialization failure, …).
+    Other,
+}
+
+/// Whether a failed operation may have happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It certainly was not performed.
+    NotApplied,
+    /// It may or may not have been performed.
+    Unknown,
+}
+
+impl Outcome {
+    /// `"not_applied"` or `"unknown"`: the name the `rmif` command's JSON errors use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::NotApplied => "not_applied",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+impl ErrorKind {
+    /// A stable snake_case name (`"no_node"`, `"outcome_unknown"`, …), as the `rmif` command's
+    /// JSON errors give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NoNode => "no_node",
+            ErrorKind::NodeExists => "node_exists",
+            ErrorKind::BadVersion => "bad_version",
+            ErrorKind::NotEmpty => "not_empty",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::Session => "session",
+            ErrorKind::NoQuorum => "no_quorum",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::OutcomeUnknown => "outcome_unknown",
+            ErrorKind::Other => "other",
+        }
+    }
+
+    /// Whether an operation that failed so may have happened: every kind but
+    /// [`ErrorKind::OutcomeUnknown`] and [`ErrorKind::Other`] (which may be a response lost
+    /// after the operation ran) says it did not.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            ErrorKind::OutcomeUnknown | ErrorKind::Other => Outcome::Unknown,
+            _ => Outcome::NotApplied,
+        }
+    }
+}
+
+impl RegistryError {
+    /// What kind of failure this is; see [`ErrorKind`].
+    pub fn kind(&self) -> ErrorKind {
+        use rmif_core::Error as Rpc;
+        match self {
+            RegistryError::NoNode { .. } => ErrorKind::NoNode,
+            RegistryError::NodeExists { .. } => ErrorKind::NodeExists,
+            RegistryError::BadVersion { .. } => ErrorKind::BadVersion,
+            RegistryError::NotEmpty { .. } => ErrorKind::NotEmpty,
+            RegistryError::EphemeralParent { .. }
+            | RegistryError::InvalidPath { .. }
+            | RegistryError::TooLarge { .. }
+            | RegistryError::NotAllowed { .. }
+            | RegistryError::BadRequest(_)
+            | RegistryError::NoServers
+            | RegistryError::UnknownServer { .. }
+            | RegistryError::InvalidAddress { .. }
+            | RegistryError::NoLocalAddress { .. } => ErrorKind::Invalid,
+            RegistryError::SessionExpired { .. } | RegistryError::SessionRejected { .. } => {
+                ErrorKind::Session
+            }
+            RegistryError::NoQuorum(_) => ErrorKind::NoQuorum,
+            RegistryError::Indeterminate(_) => ErrorKind::OutcomeUnknown,
+            RegistryError::WatchOverrun { .. } => ErrorKind::Other,
+            RegistryError::Rpc(error) => match error {
+                Rpc::Unavailable { .. } | Rpc::NoProvider { .. } => ErrorKind::Unreachable,
+                Rpc::Overloaded { .. } | Rpc::ShuttingDown { .. } => ErrorKind::NoQuorum,
+                Rpc::ConnectionLost { .. } | Rpc::Timeout { .. } => ErrorKind::OutcomeUnknown,
+                Rpc::Config(_) => ErrorKind::Invalid,
+                _ => ErrorKind::Other,
+            },
+        }
+    }
+
+    /// Whether the failed operation may have happened: [`ErrorKind::outcome`] of
+    /// [`RegistryError::kind`].
+    pub fn outcome(&self) -> Outcome {
+        self.kind().outcome()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rpc(error: rmif_core::Error) -> RegistryError {
+        RegistryError::Rpc(error)
+    }
+
+    #[test]
+    fn the_registrys_refusals_did_not_happen_and_name_their_reason() {
+        let path = || "/a".to_owned();
+        let cases = [
+            (RegistryError::NoNode { path: path() }, ErrorKind::NoNode),
+            (
+                RegistryError::NodeExists { path: path() },
+                ErrorKind::NodeExists,
+            ),
+            (
+                RegistryError::BadVersion {
+                    path: path(),
+                    expected: 1,
+                    actual: 2,
+                },
+                ErrorKind::BadVersion,
+            ),
+            (
+                RegistryError::NotEmpty { path: path() },
+                ErrorKind::NotEmpty,
+            ),
+            (
+                RegistryError::InvalidPath {
+                    path: "a".into(),
+                    reason: "relative".into(),
+                },
+                ErrorKind::Invalid,
+            ),
+            (
+                RegistryError::TooLarge {
+                    path: path(),
+                    size: 2,
+                    max: 1,
+                },
+                ErrorKind::Invalid,
+            ),
+            (
+                RegistryError::SessionExpired { session: 1 },
+                ErrorKind::Session,
+            ),
+            (
+                RegistryError::NoQuorum("no leader".into()),
+                ErrorKind::NoQuorum,
+            ),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+            assert_eq!(error.outcome(), Outcome::NotApplied, "{error}");
+        }
+    }
+
+    #[test]
+    fn a_failure_after_the_request_left_may_have_happened() {
+        let cases = [
+            RegistryError::Indeterminate("the leader changed".into()),
+            rpc(rmif_core::Error::ConnectionLost {
+                endpoint: "m".into(),
+                reason: "reset".into(),
+            }),
+            rpc(rmif_core::Error::Timeout {
+                service: "s".into(),
+                method: "m".into(),
+                timeout_ms: 1,
+            }),
+        ];
+        for error in cases {
+            assert_eq!(error.kind(), ErrorKind::OutcomeUnknown, "{error}");
+            assert_eq!(error.outcome(), Outcome::Unknown, "{error}");
+            // The older predicate agrees.
+            assert!(error.is_indeterminate(), "{error}");
+        }
+        let garbled = rpc(rmif_core::Error::Serialization("bad response".into()));
+        assert_eq!(garbled.kind(), ErrorKind::Other);
+        assert_eq!(garbled.outcome(), Outcome::Unknown);
+    }
+
+    #[test]
+    fn no_member_contacted_is_unreachable_and_a_busy_member_is_no_quorum() {
+        for error in [
+            rpc(rmif_core::Error::Unavailable {
+                endpoint: "127.0.0.1:1".into(),
+                reason: "connection refused".into(),
+            }),
+            rpc(rmif_core::Error::NoProvider {
+                service: "rmif.Registry".into(),
+                detail: String::new(),
+            }),
+        ] {
+            assert_eq!(error.kind(), ErrorKind::Unreachable, "{error}");
+            assert_eq!(error.outcome(), Outcome::NotApplied);
+            assert!(error.was_not_performed(), "{error}");
+        }
+        let stopping = rpc(rmif_core::Error::ShuttingDown {
+            endpoint: "m".into(),
+        });
+        assert_eq!(stopping.kind(), ErrorKind::NoQuorum);
+        assert!(stopping.was_not_performed());
+    }
+
+    #[test]
+    fn kind_names_are_distinct_snake_case() {
+        let kinds = [
+            ErrorKind::NoNode,
+            ErrorKind::NodeExists,
+            ErrorKind::BadVersion,
+            ErrorKind::NotEmpty,
+            ErrorKind::Invalid,
+            ErrorKind::Session,
+            ErrorKind::NoQuorum,
+            ErrorKind::Unreachable,
+            ErrorKind::OutcomeUnknown,
+            ErrorKind::Other,
+        ];
+        let names: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), kinds.len());
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
+        assert_eq!(Outcome::NotApplied.as_str(), "not_applied");
+        assert_eq!(Outcome::Unknown.as_str(), "unknown");
+    }
+}

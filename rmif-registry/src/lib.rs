@@ -48,6 +48,6 @@ pub use client::{
     ClientOptions, Consistency, CreateMode, RegistryClient, Session, SessionState, WatchOptions,
     Watcher,
 };
-pub use error::RegistryError;
+pub use error::{ErrorKind, Outcome, RegistryError};
 pub use node::{ChangeKind, Stat};
 pub use op::{Op, OpResult, SessionCall};

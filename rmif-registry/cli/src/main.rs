@@ -9,8 +9,12 @@
 //! rmif watch [--recursive] PATH
 //! ```
 //!
-//! Output is for people unless `--json`, which prints one JSON object per result. Errors go to
-//! stderr with exit code 1 (2 for a usage error).
+//! Output is for people unless `--json`, which prints one JSON object per result. An error goes
+//! to stderr as one line (`rmif: PATH: message`), or with `--json` to stdout as one object
+//! (`{"error": {"kind", "message", "outcome", "exit_code", …}}`); the exit code says what
+//! happened ([`exit`]: did not happen, may have happened, usage).
+
+mod exit;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -20,7 +24,7 @@ use clap::{Parser, Subcommand};
 use rmif_registry::Stat;
 use rmif_registry::api::WatchMode;
 use rmif_registry::{
-    ClientOptions, Consistency, CreateMode, RegistryClient, RegistryError, SessionState,
+    ClientOptions, Consistency, CreateMode, ErrorKind, RegistryClient, RegistryError, SessionState,
 };
 use serde_json::json;
 
@@ -134,6 +138,89 @@ impl Command {
     }
 }
 
+/// Why a command failed.
+#[derive(Debug)]
+enum Failure {
+    /// The command line cannot be used (an unusable `--servers` address).
+    Usage(String),
+    /// The registry operation failed.
+    Registry(RegistryError),
+    /// `rmif status` found the cluster unhealthy.
+    Unhealthy {
+        /// [`exit::NO_QUORUM`], [`exit::UNREACHABLE`] or [`exit::DEGRADED`].
+        code: u8,
+        /// What is wrong, naming the members.
+        message: String,
+        /// The addresses of the members that did not answer.
+        unreachable: Vec<String>,
+    },
+}
+
+impl From<RegistryError> for Failure {
+    fn from(error: RegistryError) -> Self {
+        Failure::Registry(error)
+    }
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => exit::USAGE,
+            Failure::Registry(error) => exit::for_kind(error.kind()),
+            Failure::Unhealthy { code, .. } => *code,
+        }
+    }
+
+    /// The `kind` its JSON form gives: the error kind's name, `usage`, or for an unhealthy
+    /// cluster `no_quorum`, `unreachable` or `degraded`.
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Usage(_) => "usage",
+            Failure::Registry(error) => error.kind().as_str(),
+            Failure::Unhealthy { code, .. } => match *code {
+                exit::NO_QUORUM => ErrorKind::NoQuorum.as_str(),
+                exit::UNREACHABLE => ErrorKind::Unreachable.as_str(),
+                _ => "degraded",
+            },
+        }
+    }
+
+    /// The message, naming `path` (the node the command is about) if it does not already: even
+    /// errors such as "no quorum" or a lost connection, whose message does not.
+    fn message(&self, path: Option<&str>) -> String {
+        let message = match self {
+            Failure::Usage(message) | Failure::Unhealthy { message, .. } => message.clone(),
+            Failure::Registry(error) => error.to_string(),
+        };
+        match path {
+            Some(path) if matches!(self, Failure::Registry(_)) && !message.contains(path) => {
+                format!("{path}: {message}")
+            }
+            _ => message,
+        }
+    }
+
+    /// The `--json` form: `{"error": {...}}`.
+    fn to_json(&self, path: Option<&str>) -> serde_json::Value {
+        let mut error = json!({
+            "kind": self.kind(),
+            "message": self.message(path),
+            "exit_code": self.exit_code(),
+        });
+        match self {
+            Failure::Registry(registry) => {
+                error["outcome"] = json!(registry.outcome().as_str());
+                if let Some(path) = path {
+                    error["path"] = json!(path);
+                }
+            }
+            Failure::Usage(_) => error["outcome"] = json!("not_applied"),
+            Failure::Unhealthy { unreachable, .. } => error["unreachable"] = json!(unreachable),
+        }
+        json!({ "error": error })
+    }
+}
+
 fn resolve_servers(servers: &[String]) -> Result<Vec<SocketAddr>, String> {
     servers
         .iter()
@@ -165,8 +252,8 @@ fn print_stat(stat: &Stat) {
     println!("num_children = {}", stat.num_children);
 }
 
-async fn run(cli: Cli) -> Result<(), RegistryError> {
-    let servers = resolve_servers(&cli.servers).map_err(RegistryError::BadRequest)?;
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let servers = resolve_servers(&cli.servers).map_err(Failure::Usage)?;
     let options = ClientOptions {
         timeout: Duration::from_millis(cli.timeout),
         ..ClientOptions::default()
@@ -303,7 +390,7 @@ async fn run(cli: Cli) -> Result<(), RegistryError> {
                 println!("synced (zxid {})", synced.zxid);
             }
         }
-        Command::Status => status(&client, json).await,
+        Command::Status => status(&client, json).await?,
     }
     Ok(())
 }
@@ -399,9 +486,87 @@ async fn watch(
     }
 }
 
+/// The role a status row shows: the member's Raft role, except that a follower that knows no
+/// leader says so instead of calling itself a follower.
+fn shown_role(role: &str, leader: u64) -> String {
+    if leader == 0 && role == "follower" {
+        "no leader".to_owned()
+    } else {
+        role.to_owned()
+    }
+}
+
+/// What `rmif status` concludes from the members it asked: `None` when every one answered and
+/// all name the same leader.
+fn verdict(rows: &[serde_json::Value]) -> Option<Failure> {
+    let asked: Vec<&serde_json::Value> =
+        rows.iter().filter(|r| r["asked"] == json!(true)).collect();
+    let unreachable: Vec<String> = asked
+        .iter()
+        .filter(|r| r["reachable"] != json!(true))
+        .map(|r| r["address"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    let answered: Vec<&&serde_json::Value> = asked
+        .iter()
+        .filter(|r| r["reachable"] == json!(true))
+        .collect();
+    let leaders: std::collections::BTreeSet<u64> = answered
+        .iter()
+        .filter_map(|r| r["leader"].as_u64())
+        .filter(|leader| *leader != 0)
+        .collect();
+    let leaderless: Vec<String> = answered
+        .iter()
+        .filter(|r| r["leader"].as_u64() == Some(0))
+        .map(|r| {
+            format!(
+                "member {} ({})",
+                r["id"],
+                r["address"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let down = if unreachable.is_empty() {
+        String::new()
+    } else {
+        format!("unreachable: {}", unreachable.join(", "))
+    };
+    let (code, message) = if answered.is_empty() {
+        (exit::UNREACHABLE, format!("no member answered; {down}"))
+    } else if leaders.is_empty() {
+        let mut message = "no leader: no reachable member knows one".to_owned();
+        if !down.is_empty() {
+            message.push_str("; ");
+            message.push_str(&down);
+        }
+        (exit::NO_QUORUM, message)
+    } else {
+        let mut problems = Vec::new();
+        if !down.is_empty() {
+            problems.push(down);
+        }
+        if !leaderless.is_empty() {
+            problems.push(format!("knows no leader: {}", leaderless.join(", ")));
+        }
+        if leaders.len() > 1 {
+            problems.push(format!("members name different leaders: {leaders:?}"));
+        }
+        if problems.is_empty() {
+            return None;
+        }
+        (exit::DEGRADED, format!("degraded: {}", problems.join("; ")))
+    };
+    Some(Failure::Unhealthy {
+        code,
+        message,
+        unreachable,
+    })
+}
+
 /// One row per member: those in `--servers` are asked directly; members their configuration
-/// lists beyond those are shown as known but not contacted.
-async fn status(client: &RegistryClient, json: bool) {
+/// lists beyond those are shown as known but not contacted. Fails (see [`verdict`]) when a
+/// member asked is unreachable or there is no leader.
+async fn status(client: &RegistryClient, json: bool) -> Result<(), Failure> {
     let mut rows = Vec::new();
     let mut known_members: Vec<(u64, String)> = Vec::new();
     for addr in client.servers() {
@@ -416,25 +581,28 @@ async fn status(client: &RegistryClient, json: bool) {
                     "id": member.id,
                     "address": member.client_addr,
                     "peer_address": member.peer_addr,
-                    "role": member.role,
+                    "role": shown_role(&member.role, member.leader),
                     "term": member.term,
                     "leader": member.leader,
                     "commit": member.commit,
                     "applied": member.applied,
                     "reachable": true,
+                    "asked": true,
                 }));
             }
             Err(error) => rows.push(json!({
                 "id": null,
                 "address": addr.to_string(),
                 "reachable": false,
+                "asked": true,
                 "error": error.to_string(),
             })),
         }
     }
     // Members the configuration lists beyond those given in --servers: their client addresses
     // are unknown here, so they are shown by id (an unreachable server above may be one of
-    // them when the counts do not say otherwise).
+    // them when the counts do not say otherwise). They are not asked, so they do not count
+    // against the cluster's health.
     if known_members.len() > client.servers().len() {
         for (id, peer_addr) in known_members {
             if !rows.iter().any(|row| row["id"] == json!(id)) {
@@ -443,17 +611,27 @@ async fn status(client: &RegistryClient, json: bool) {
                     "address": null,
                     "peer_address": peer_addr,
                     "reachable": false,
+                    "asked": false,
                     "error": "not contacted: its client address is not in --servers",
                 }));
             }
         }
     }
+    let verdict = verdict(&rows);
     if json {
         for row in rows {
             println!("{row}");
         }
-        return;
+    } else {
+        print_status_table(&rows);
     }
+    match verdict {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
+}
+
+fn print_status_table(rows: &[serde_json::Value]) {
     println!(
         "{:<4} {:<22} {:<14} {:>6} {:>10} {:>10} REACHABLE",
         "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED"
@@ -482,21 +660,99 @@ async fn status(client: &RegistryClient, json: bool) {
     }
 }
 
+/// Parses the command line; a usage error with `--json` among the arguments is reported as a
+/// JSON error object (else as clap prints it), with clap's exit code 2.
+fn parse() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(error) => {
+            let wants_json = std::env::args_os().any(|arg| arg == "--json");
+            if !wants_json || !error.use_stderr() {
+                // --help and --version (stdout, code 0) and usage errors without --json.
+                error.exit();
+            }
+            let message = error.render().to_string();
+            let failure = Failure::Usage(message.trim_end().to_owned());
+            println!("{}", failure.to_json(None));
+            Err(ExitCode::from(exit::USAGE))
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let path = cli.command.path().map(str::to_owned);
+    let json = cli.json;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // Every error names the node it is about, even those (no quorum, a lost
-            // connection) whose message does not.
-            let message = error.to_string();
-            match path {
-                Some(path) if !message.contains(&path) => eprintln!("rmif: {path}: {message}"),
-                _ => eprintln!("rmif: {message}"),
+        Err(failure) => {
+            if json {
+                println!("{}", failure.to_json(path.as_deref()));
+            } else {
+                eprintln!("rmif: {}", failure.message(path.as_deref()));
             }
-            ExitCode::FAILURE
+            ExitCode::from(failure.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(id: u64, leader: u64) -> serde_json::Value {
+        json!({"id": id, "address": format!("10.0.0.{id}:7000"), "leader": leader,
+               "reachable": true, "asked": true})
+    }
+
+    fn down(id: u64) -> serde_json::Value {
+        json!({"id": null, "address": format!("10.0.0.{id}:7000"), "reachable": false,
+               "asked": true, "error": "refused"})
+    }
+
+    fn code(rows: &[serde_json::Value]) -> Option<(u8, String)> {
+        verdict(rows).map(|failure| (failure.exit_code(), failure.message(None)))
+    }
+
+    #[test]
+    fn status_is_healthy_only_when_every_member_asked_names_the_same_leader() {
+        assert!(code(&[answered(1, 2), answered(2, 2), answered(3, 2)]).is_none());
+        // A member listed by the others' configuration but not asked does not count.
+        let not_asked = json!({"id": 4, "address": null, "reachable": false, "asked": false});
+        assert!(code(&[answered(1, 1), not_asked]).is_none());
+    }
+
+    #[test]
+    fn status_names_what_is_wrong() {
+        let (exit, message) = code(&[answered(1, 2), answered(2, 2), down(3)]).unwrap();
+        assert_eq!(exit, exit::DEGRADED);
+        assert!(message.contains("10.0.0.3:7000"), "{message}");
+
+        let (exit, message) = code(&[answered(1, 2), answered(2, 2), answered(3, 0)]).unwrap();
+        assert_eq!(exit, exit::DEGRADED);
+        assert!(message.contains("knows no leader: member 3"), "{message}");
+
+        let (exit, message) = code(&[answered(1, 1), answered(2, 2)]).unwrap();
+        assert_eq!(exit, exit::DEGRADED);
+        assert!(message.contains("different leaders"), "{message}");
+
+        let (exit, message) = code(&[answered(1, 0), down(2), down(3)]).unwrap();
+        assert_eq!(exit, exit::NO_QUORUM);
+        assert!(message.starts_with("no leader"), "{message}");
+
+        let (exit, _) = code(&[down(1), down(2)]).unwrap();
+        assert_eq!(exit, exit::UNREACHABLE);
+    }
+
+    #[test]
+    fn a_follower_without_a_leader_is_shown_as_such() {
+        assert_eq!(shown_role("follower", 0), "no leader");
+        assert_eq!(shown_role("follower", 2), "follower");
+        assert_eq!(shown_role("pre-candidate", 0), "pre-candidate");
+        assert_eq!(shown_role("leader", 1), "leader");
     }
 }

@@ -18,11 +18,15 @@ fn ok(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn failed(output: &Output) -> String {
-    assert_eq!(
+/// The stderr of a run that failed with one of `codes` (tests/cli/exit_codes.rs pins each).
+fn failed(output: &Output, codes: &[i32]) -> String {
+    assert!(
+        output
+            .status
+            .code()
+            .is_some_and(|code| codes.contains(&code)),
+        "exit {:?}, expected one of {codes:?}; stdout: {}",
         output.status.code(),
-        Some(1),
-        "stdout: {}",
         String::from_utf8_lossy(&output.stdout)
     );
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -84,19 +88,24 @@ async fn the_cli_reads_writes_and_reports_errors_by_path() {
         assert!(row["term"].as_u64().unwrap() > 0, "{row}");
     }
 
-    let cases: [(&[&str], &str); 6] = [
-        (&["create", "/app", "again"], "/app: node already exists"),
-        (&["get", "/missing"], "/missing: no such node"),
+    let cases: [(&[&str], &str, i32); 6] = [
+        (
+            &["create", "/app", "again"],
+            "/app: node already exists",
+            11,
+        ),
+        (&["get", "/missing"], "/missing: no such node", 10),
         (
             &["set", "/app", "x", "--version", "7"],
             "/app: version conflict (expected 7, found 1)",
+            12,
         ),
-        (&["delete", "/app"], "/app: node has children"),
-        (&["create", "/a//b"], "\"/a//b\": invalid path"),
-        (&["create", "/nothing/here"], "/nothing: no such node"),
+        (&["delete", "/app"], "/app: node has children", 13),
+        (&["create", "/a//b"], "\"/a//b\": invalid path", 14),
+        (&["create", "/nothing/here"], "/nothing: no such node", 10),
     ];
-    for (args, expected) in cases {
-        let stderr = failed(&rmif(&cluster, args).await);
+    for (args, expected, code) in cases {
+        let stderr = failed(&rmif(&cluster, args).await, &[code]);
         assert!(stderr.starts_with("rmif: "), "{stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
@@ -105,13 +114,21 @@ async fn the_cli_reads_writes_and_reports_errors_by_path() {
     let (leader, follower) = cluster.leader_and_follower(Duration::from_secs(5)).await;
     cluster.stop(leader).await;
     cluster.stop(follower).await;
-    let stderr = failed(&rmif(&cluster, &["create", "/app/lonely", "x"]).await);
+    // No quorum (20), or outcome unknown (30) if the write reached the old leader.
+    let stderr = failed(
+        &rmif(&cluster, &["create", "/app/lonely", "x"]).await,
+        &[20, 30],
+    );
     assert!(
         stderr.contains("/app/lonely")
             && (stderr.contains("no quorum") || stderr.contains("outcome unknown")),
         "{stderr}"
     );
-    let status = ok(&rmif(&cluster, &["status"]).await);
+    // Status fails: degraded (22) while the survivor still names the old leader, no quorum (20)
+    // once it knows none.
+    let output = rmif(&cluster, &["status"]).await;
+    failed(&output, &[20, 22]);
+    let status = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         status.lines().filter(|l| l.contains("no (")).count(),
         2,

@@ -3,5 +3,6 @@
 //! killed or paused.
 
 mod commands;
+mod exit_codes;
 mod holders;
 mod support;

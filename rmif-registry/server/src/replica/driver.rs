@@ -67,6 +67,11 @@ pub struct Driver {
     rejoin: Rejoin,
     /// The leader as of the latest Ready (0: none known).
     leader: u64,
+    /// The role as of the latest Ready.
+    role: raft::StateRole,
+    /// Until the log recovered at start-up is applied: the commit index to reach, from which
+    /// applied index, since when.
+    replay: Option<(u64, u64, std::time::Instant)>,
     ticks: u64,
 }
 
@@ -85,6 +90,9 @@ impl Driver {
         last_snapshot: u64,
     ) -> (Driver, mpsc::UnboundedReceiver<Snapshot>) {
         let (snapshots, made) = Snapshots::new(config.snapshot_every, last_snapshot);
+        let commit = raw.raft.raft_log.committed;
+        let replay =
+            (commit > last_snapshot).then(|| (commit, last_snapshot, std::time::Instant::now()));
         let driver = Driver {
             id: config.id,
             proposals: Proposals::new(config.id, fastrand::u64(..)),
@@ -99,6 +107,8 @@ impl Driver {
             network,
             shared,
             leader: 0,
+            role: raft::StateRole::Follower,
+            replay,
             ticks: 0,
         };
         (driver, made)
@@ -242,14 +252,21 @@ impl Driver {
     fn on_peer_event(&mut self, event: PeerEvent) {
         match event {
             PeerEvent::Unreachable(id) => self.raw.report_unreachable(id),
-            PeerEvent::SnapshotSent(id, ok) => self.raw.report_snapshot(
-                id,
+            PeerEvent::SnapshotSent(id, ok) => {
                 if ok {
-                    raft::SnapshotStatus::Finish
+                    tracing::info!(to = id, "snapshot sent");
                 } else {
-                    raft::SnapshotStatus::Failure
-                },
-            ),
+                    tracing::warn!(to = id, "snapshot not delivered; it will be sent again");
+                }
+                self.raw.report_snapshot(
+                    id,
+                    if ok {
+                        raft::SnapshotStatus::Finish
+                    } else {
+                        raft::SnapshotStatus::Failure
+                    },
+                )
+            }
         }
     }
 
@@ -293,10 +310,12 @@ impl Driver {
             return Ok(());
         }
         let mut ready = self.raw.ready();
-        if let Some(soft) = ready.ss()
-            && soft.leader_id != self.leader
-        {
-            self.on_leader_change(soft.leader_id);
+        if let Some(soft) = ready.ss() {
+            let (leader, role) = (soft.leader_id, soft.raft_state);
+            self.log_role_change(leader, role);
+            if leader != self.leader {
+                self.on_leader_change(leader);
+            }
         }
 
         // 1.
@@ -309,6 +328,7 @@ impl Driver {
         }
         self.apply(ready.take_committed_entries())?;
         let applied = *self.shared.applied.borrow();
+        self.log_replay_progress(applied);
         for read in ready.take_read_states() {
             self.reads
                 .on_read_state(read.index, &read.request_ctx, applied);
@@ -344,6 +364,47 @@ impl Driver {
         Ok(())
     }
 
+    /// Logs (INFO) this member becoming leader or stepping down, and the leader it follows
+    /// changing; records the new role.
+    fn log_role_change(&mut self, leader: u64, role: raft::StateRole) {
+        let (id, term) = (self.id, self.raw.raft.term);
+        let was_leader = self.role == raft::StateRole::Leader;
+        if role == raft::StateRole::Leader && !was_leader {
+            tracing::info!(id, term, "became leader");
+        } else if was_leader && role != raft::StateRole::Leader {
+            tracing::info!(
+                id,
+                term,
+                leader,
+                role = role_name(role),
+                "stepped down as leader"
+            );
+        } else if leader != self.leader && leader != id {
+            if leader == 0 {
+                tracing::info!(id, term, role = role_name(role), "no leader known");
+            } else {
+                tracing::info!(id, term, leader, "following leader");
+            }
+        }
+        self.role = role;
+    }
+
+    /// Logs (INFO) once the log recovered at start-up is applied: how many entries, how long.
+    fn log_replay_progress(&mut self, applied: u64) {
+        if let Some((commit, from, since)) = self.replay
+            && applied >= commit
+        {
+            self.replay = None;
+            tracing::info!(
+                id = self.id,
+                entries = commit - from,
+                applied,
+                took_ms = since.elapsed().as_millis() as u64,
+                "start-up replay: recovered log applied"
+            );
+        }
+    }
+
     /// The leader changed (to none, possibly).
     fn on_leader_change(&mut self, leader: u64) {
         self.leader = leader;
@@ -368,6 +429,7 @@ impl Driver {
 
     /// A snapshot from the leader, handed over in Ready `ready`, replaces the tree and the log.
     fn install_snapshot(&mut self, snapshot: &Snapshot, ready: u64) -> Result<(), ServerError> {
+        let started = std::time::Instant::now();
         let index = snapshot.get_metadata().index;
         let tree = Tree::from_snapshot(&snapshot.data)?;
         self.log.apply_snapshot(snapshot);
@@ -375,7 +437,12 @@ impl Driver {
         self.snapshots.on_received(index, ready);
         self.shared.applied.send_replace(index);
         self.shared.feed.publish(Published::Reset { zxid: index });
-        tracing::info!(index, "installed a snapshot from the leader");
+        tracing::info!(
+            index,
+            bytes = snapshot.data.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "snapshot installed (received from the leader)"
+        );
         Ok(())
     }
 
@@ -478,16 +545,23 @@ impl Driver {
     /// A snapshot finished serializing: it compacts the log, unless one from the leader
     /// replaced the log meanwhile.
     fn on_snapshot_made(&mut self, snapshot: Snapshot) {
+        let took = self.snapshots.serializing_for();
         let Some(snapshot) = self.snapshots.on_made(snapshot, self.log.snapshot_index()) else {
             return;
         };
         let index = snapshot.get_metadata().index;
+        tracing::info!(
+            index,
+            bytes = snapshot.data.len(),
+            took_ms = took.as_millis() as u64,
+            "snapshot taken"
+        );
         self.log.store_snapshot(&snapshot);
         self.storage.write(Write {
             own_snapshot: Some(snapshot),
             ..Write::default()
         });
-        tracing::debug!(index, "snapshot taken; log compacted");
+        tracing::debug!(index, "log compacted to the snapshot");
     }
 
     fn publish_status(&self) {

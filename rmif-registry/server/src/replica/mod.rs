@@ -12,6 +12,7 @@ mod driver;
 mod feed;
 mod leadership;
 mod proposals;
+mod raft_log;
 mod reads;
 mod rejoin;
 mod sessions;
@@ -77,6 +78,33 @@ pub struct RaftStatus {
     pub applied: u64,
     /// Index of the latest snapshot.
     pub snapshot: u64,
+}
+
+/// Logs (INFO) what start-up read from disk: the snapshot, the log entries after it, their size,
+/// and how long reading took. The driver logs when it has applied them.
+fn log_recovered(id: u64, recovered: &crate::storage::Recovered, took: Duration) {
+    if recovered.is_empty() {
+        tracing::info!(id, "start-up: no stored state (a new member)");
+        return;
+    }
+    let snapshot_index = recovered
+        .snapshot
+        .as_ref()
+        .map_or(0, |s| s.get_metadata().index);
+    let snapshot_bytes = recovered.snapshot.as_ref().map_or(0, |s| s.data.len());
+    let entry_bytes: usize = recovered.entries.iter().map(|e| e.data.len()).sum();
+    tracing::info!(
+        id,
+        snapshot_index,
+        snapshot_bytes,
+        entries = recovered.entries.len(),
+        entry_bytes,
+        first_index = recovered.entries.first().map_or(0, |e| e.index),
+        last_index = recovered.entries.last().map_or(0, |e| e.index),
+        commit = recovered.hard_state.commit,
+        took_ms = took.as_millis() as u64,
+        "start-up replay: stored state read"
+    );
 }
 
 /// The name a status report gives a Raft role.
@@ -148,7 +176,9 @@ impl Replica {
         peers: Peers,
         shutdown: CancellationToken,
     ) -> Result<(Replica, tokio::task::JoinHandle<Result<(), ServerError>>), ServerError> {
+        let started = std::time::Instant::now();
         let recovered = store.recover()?;
+        log_recovered(config.id, &recovered, started.elapsed());
         let bootstrap = ConfState {
             voters: config.voters.clone(),
             ..ConfState::default()
@@ -193,13 +223,13 @@ impl Replica {
             action: "accept the configuration",
             source,
         })?;
-        let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let raw = RawNode::new(&raft_config, log.clone(), &logger).map_err(|source| {
-            ServerError::Raft {
-                action: "start",
-                source,
-            }
-        })?;
+        let raw =
+            RawNode::new(&raft_config, log.clone(), &raft_log::logger()).map_err(|source| {
+                ServerError::Raft {
+                    action: "start",
+                    source,
+                }
+            })?;
         let shared = Arc::new(ReplicaShared {
             tree: RwLock::new(tree),
             applied: watch::Sender::new(applied),

@@ -19,6 +19,8 @@ pub struct Snapshots {
     last: u64,
     /// A snapshot of the tree is being serialized.
     serializing: bool,
+    /// When the latest snapshot of the tree was started.
+    started: std::time::Instant,
     /// The Ready whose received snapshot is still being written: raft-rs may count the snapshot
     /// as applied only once it is durable.
     installing: Option<u64>,
@@ -35,6 +37,7 @@ impl Snapshots {
             every,
             last,
             serializing: false,
+            started: std::time::Instant::now(),
             installing: None,
             made,
         };
@@ -61,10 +64,17 @@ impl Snapshots {
         metadata.set_conf_state(conf_state);
         let made = self.made.clone();
         self.serializing = true;
+        self.started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
             snapshot.data = bytes::Bytes::from(tree.to_snapshot());
             let _ = made.send(snapshot);
         });
+    }
+
+    /// How long ago the latest snapshot of the tree was started (its serializing time, once it
+    /// came back).
+    pub fn serializing_for(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// A snapshot finished serializing. Returns it if it should compact the log: not if one

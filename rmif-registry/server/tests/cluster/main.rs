@@ -2,6 +2,7 @@
 
 mod errors;
 mod linearizability;
+mod logs;
 mod replication;
 mod sessions;
 mod torture;

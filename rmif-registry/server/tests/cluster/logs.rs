@@ -1,0 +1,212 @@
+//! What a member logs for its operator (RMIF_LOG=info, into a file): leadership won, followed
+//! and lost with term and id, snapshots taken, sent and installed with index, size and
+//! duration, the start-up replay, raft-rs's own log under the target `raft`, and no terminal
+//! colour codes in a file.
+
+use std::time::Duration;
+
+use rmif_registry::CreateMode;
+use rmif_testkit::{Cluster, Settings};
+use tokio::time::Instant;
+
+fn log_of(cluster: &Cluster, id: u64) -> String {
+    std::fs::read_to_string(&cluster.members[(id - 1) as usize].log).unwrap_or_default()
+}
+
+/// Waits until member `id`'s log has a line containing every one of `parts`; returns it.
+async fn log_line(cluster: &Cluster, id: u64, parts: &[&str], limit: Duration) -> String {
+    log_line_after(cluster, id, 0, parts, limit).await
+}
+
+/// As [`log_line`], in what the log holds after its first `since` bytes.
+async fn log_line_after(
+    cluster: &Cluster,
+    id: u64,
+    since: usize,
+    parts: &[&str],
+    limit: Duration,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let log = log_of(cluster, id);
+        let fresh = log.get(since..).unwrap_or_default();
+        if let Some(line) = fresh.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {id} logged no line with {parts:?} within {limit:?}:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The whole-number value of `key=` in a log line.
+fn field(line: &str, key: &str) -> u64 {
+    let start = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        + key.len()
+        + 2;
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{key}= is not a number in {line}"))
+}
+
+async fn write(cluster: &Cluster, prefix: &str, count: usize) {
+    let client = cluster.client();
+    for i in 0..count {
+        client
+            .create(
+                &format!("/{prefix}-{i}"),
+                b"some data",
+                CreateMode::PERSISTENT,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
+    let settings = Settings {
+        snapshot_entries: 40,
+        ..Settings::default()
+    };
+    let mut cluster = Cluster::start(3, settings).await;
+    let (leader, follower) = cluster.leader_and_follower(Duration::from_secs(20)).await;
+
+    // The leader says it leads, with its id and term; raft-rs's own log is there too.
+    let line = log_line(
+        &cluster,
+        leader,
+        &["became leader", &format!("id={leader}")],
+        Duration::from_secs(10),
+    )
+    .await;
+    let first_term = field(&line, "term");
+    assert!(first_term > 0, "{line}");
+    log_line(
+        &cluster,
+        leader,
+        &[" raft: ", &format!("raft_id={leader}")],
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // A follower stopped while the others take snapshots, then restarted: the leader's log has
+    // been compacted past it, so it is sent a snapshot and installs it.
+    cluster.kill(follower);
+    write(&cluster, "a", 100).await;
+    let taken = log_line(
+        &cluster,
+        leader,
+        &["snapshot taken"],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        field(&taken, "index") >= 40 && field(&taken, "bytes") > 0,
+        "{taken}"
+    );
+    field(&taken, "took_ms");
+    cluster.spawn(follower);
+    let replay = log_line(
+        &cluster,
+        follower,
+        &["start-up replay: stored state read"],
+        Duration::from_secs(20),
+    )
+    .await;
+    field(&replay, "entries");
+    field(&replay, "entry_bytes");
+    field(&replay, "took_ms");
+    let installed = log_line(
+        &cluster,
+        follower,
+        &["snapshot installed"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        field(&installed, "index") >= 40 && field(&installed, "bytes") > 0,
+        "{installed}"
+    );
+    field(&installed, "took_ms");
+    log_line(
+        &cluster,
+        leader,
+        &["snapshot sent", &format!("to={follower}")],
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // The leader SIGKILLed: another member says it became leader, at a later term.
+    cluster.kill(leader);
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    assert_ne!(new_leader, leader);
+    let line = log_line(
+        &cluster,
+        new_leader,
+        &["became leader", &format!("id={new_leader}")],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(field(&line, "term") > first_term, "{line}");
+
+    // Restarted after writes it saw, the old leader reads its snapshot and log tail back, and
+    // says when it has applied them; then it follows the new leader (or steps down first).
+    let before_restart = log_of(&cluster, leader).len();
+    cluster.spawn(leader);
+    let read = log_line_after(
+        &cluster,
+        leader,
+        before_restart,
+        &["start-up replay: stored state read", "snapshot_index="],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(field(&read, "snapshot_index") >= 40, "{read}");
+    if field(&read, "commit") > field(&read, "snapshot_index") {
+        log_line_after(
+            &cluster,
+            leader,
+            before_restart,
+            &["start-up replay: recovered log applied", "entries="],
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+    log_line_after(
+        &cluster,
+        leader,
+        before_restart,
+        &["following leader", &format!("leader={new_leader}")],
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // Both others SIGKILLed: the leader loses its quorum and steps down (check quorum), and says
+    // so.
+    for id in (1..=3).filter(|id| *id != new_leader) {
+        cluster.kill(id);
+    }
+    let line = log_line(
+        &cluster,
+        new_leader,
+        &["stepped down as leader", &format!("id={new_leader}")],
+        Duration::from_secs(30),
+    )
+    .await;
+    field(&line, "term");
+
+    // Written to files, the logs carry no terminal colour codes.
+    for id in 1..=3 {
+        assert!(
+            !log_of(&cluster, id).contains('\u{1b}'),
+            "member {id}'s log has escape codes"
+        );
+    }
+}
