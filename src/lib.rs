@@ -50,3 +50,48 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// The registry an example talks to: the members given as its first argument
+/// (`127.0.0.1:7000`, or several, comma-separated, as `rmif-registry --dev` prints), or else a
+/// single member started in this process on a free loopback port, with its data in a
+/// temporary directory.
+#[derive(Debug)]
+pub struct ExampleRegistry {
+    /// The members' client addresses.
+    pub members: Vec<std::net::SocketAddr>,
+    /// The member this process runs, if it runs one (stopped when dropped).
+    _embedded: Option<(rmif_registry_server::RegistryServer, tempfile::TempDir)>,
+}
+
+impl ExampleRegistry {
+    /// Uses the registry named by the program's first argument, or starts one.
+    pub async fn from_args() -> Result<Self, Box<dyn std::error::Error>> {
+        if let Some(list) = std::env::args().nth(1) {
+            let members = list
+                .split(',')
+                .map(|addr| addr.trim().parse())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| {
+                    format!("{list:?} is not a list of host:port addresses: {error}")
+                })?;
+            return Ok(ExampleRegistry {
+                members,
+                _embedded: None,
+            });
+        }
+        let data = tempfile::tempdir()?;
+        let member = rmif_registry_server::RegistryServer::start(
+            rmif_registry_server::RegistryConfig::single("127.0.0.1:0".parse()?, data.path()),
+        )
+        .await?;
+        Ok(ExampleRegistry {
+            members: vec![member.client_addr()],
+            _embedded: Some((member, data)),
+        })
+    }
+
+    /// A client of the registry.
+    pub fn client(&self) -> rmif_registry::RegistryClient {
+        rmif_registry::RegistryClient::connect(&self.members)
+    }
+}
