@@ -31,6 +31,11 @@ pub const NO_QUORUM: u8 = 20;
 pub const UNREACHABLE: u8 = 21;
 /// `rmif status` only: the cluster has a leader, but a member is unreachable or knows no leader.
 pub const DEGRADED: u8 = 22;
+/// `rmif lock --wait`: the lock was not granted in time, and the command did not run.
+pub const NOT_GRANTED: u8 = 16;
+/// `rmif elect` / `rmif lock`: the leadership or the lock was lost (the session expired, or was
+/// suspended long enough that it may have), so the command was stopped, or never started.
+pub const LOST: u8 = 17;
 /// The operation may or may not have happened (outcome unknown, timed out, connection lost
 /// after the request was sent).
 pub const OUTCOME_UNKNOWN: u8 = 30;

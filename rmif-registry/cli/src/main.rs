@@ -7,6 +7,9 @@
 //! rmif get [--stale] PATH | set PATH DATA [--version V] | delete PATH [--version V]
 //! rmif ls PATH | stat PATH | sync | status
 //! rmif watch [--recursive] PATH
+//! rmif elect NAME [--id ID] -- COMMAND…      (runs COMMAND while leading; $RMIF_LEADER_TOKEN)
+//! rmif lock NAME [--wait MS] -- COMMAND…     (runs COMMAND holding the lock; $RMIF_FENCING_TOKEN)
+//! rmif config get NAME | set NAME JSON [--version V | --new] | watch NAME
 //! ```
 //!
 //! Output is for people unless `--json`, which prints one JSON object per result. An error goes
@@ -15,6 +18,7 @@
 //! happened ([`exit`]: did not happen, may have happened, usage).
 
 mod exit;
+mod recipes;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -120,6 +124,37 @@ enum Command {
         /// Path of the node.
         path: String,
     },
+    /// Stand in election NAME and run COMMAND only while leading it: COMMAND starts once this
+    /// process leads (with the leader's token in $RMIF_LEADER_TOKEN) and is killed if the
+    /// leadership is lost. Exits with COMMAND's exit code, or 17 if the leadership was lost.
+    Elect {
+        /// The election's name.
+        name: String,
+        /// This candidate's id, as other processes see the leader (default: pid-PID).
+        #[arg(long)]
+        id: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Take fair lock NAME (in line behind earlier requests) and run COMMAND while holding it,
+    /// with the grant's fencing token in $RMIF_FENCING_TOKEN; COMMAND is killed if the lock is
+    /// lost. Exits with COMMAND's exit code, 16 if not granted within --wait, 17 if lost.
+    Lock {
+        /// The lock's name.
+        name: String,
+        /// Give up after this many milliseconds in line.
+        #[arg(long, value_name = "MS")]
+        wait: Option<u64>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Typed configuration values (JSON): get, set with compare-and-set, watch.
+    Config {
+        #[command(subcommand)]
+        command: recipes::ConfigCommand,
+    },
 }
 
 impl Command {
@@ -133,7 +168,11 @@ impl Command {
             | Command::Ls { path }
             | Command::Stat { path }
             | Command::Watch { path, .. } => Some(path),
-            Command::Sync | Command::Status => None,
+            Command::Sync
+            | Command::Status
+            | Command::Elect { .. }
+            | Command::Lock { .. }
+            | Command::Config { .. } => None,
         }
     }
 }
@@ -145,6 +184,10 @@ enum Failure {
     Usage(String),
     /// The registry operation failed.
     Registry(RegistryError),
+    /// `rmif lock --wait`: not granted in time.
+    NotGranted(String),
+    /// `rmif elect` / `rmif lock`: the leadership or the lock was lost.
+    Lost(String),
     /// `rmif status` found the cluster unhealthy.
     Unhealthy {
         /// [`exit::NO_QUORUM`], [`exit::UNREACHABLE`] or [`exit::DEGRADED`].
@@ -166,6 +209,8 @@ impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
             Failure::Usage(_) => exit::USAGE,
+            Failure::NotGranted(_) => exit::NOT_GRANTED,
+            Failure::Lost(_) => exit::LOST,
             Failure::Registry(error) => exit::for_kind(error.kind()),
             Failure::Unhealthy { code, .. } => *code,
         }
@@ -176,6 +221,8 @@ impl Failure {
     fn kind(&self) -> &'static str {
         match self {
             Failure::Usage(_) => "usage",
+            Failure::NotGranted(_) => "not_granted",
+            Failure::Lost(_) => "lost",
             Failure::Registry(error) => error.kind().as_str(),
             Failure::Unhealthy { code, .. } => match *code {
                 exit::NO_QUORUM => ErrorKind::NoQuorum.as_str(),
@@ -189,7 +236,10 @@ impl Failure {
     /// errors such as "no quorum" or a lost connection, whose message does not.
     fn message(&self, path: Option<&str>) -> String {
         let message = match self {
-            Failure::Usage(message) | Failure::Unhealthy { message, .. } => message.clone(),
+            Failure::Usage(message)
+            | Failure::NotGranted(message)
+            | Failure::Lost(message)
+            | Failure::Unhealthy { message, .. } => message.clone(),
             Failure::Registry(error) => error.to_string(),
         };
         match path {
@@ -214,7 +264,9 @@ impl Failure {
                     error["path"] = json!(path);
                 }
             }
-            Failure::Usage(_) => error["outcome"] = json!("not_applied"),
+            Failure::Usage(_) | Failure::NotGranted(_) => error["outcome"] = json!("not_applied"),
+            // The command may have done part of its work.
+            Failure::Lost(_) => error["outcome"] = json!("unknown"),
             Failure::Unhealthy { unreachable, .. } => error["unreachable"] = json!(unreachable),
         }
         json!({ "error": error })
@@ -252,7 +304,9 @@ fn print_stat(stat: &Stat) {
     println!("num_children = {}", stat.num_children);
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
+/// Runs the command; returns the exit code of a command it ran for the user (`elect`,
+/// `lock`), else 0.
+async fn run(cli: Cli) -> Result<u8, Failure> {
     let servers = resolve_servers(&cli.servers).map_err(Failure::Usage)?;
     let options = ClientOptions {
         timeout: Duration::from_millis(cli.timeout),
@@ -391,8 +445,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Status => status(&client, json).await?,
+        Command::Elect { name, id, command } => {
+            let timeout = Duration::from_millis(cli.session_timeout);
+            return recipes::elect(&client, timeout, &name, id, &command).await;
+        }
+        Command::Lock {
+            name,
+            wait,
+            command,
+        } => {
+            let timeout = Duration::from_millis(cli.session_timeout);
+            let wait = wait.map(Duration::from_millis);
+            return recipes::lock(&client, timeout, &name, wait, &command).await;
+        }
+        Command::Config { command } => recipes::config(&client, command, json).await?,
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Keeps the session alive until Ctrl-C or SIGTERM (then closes it, deleting its ephemeral
@@ -688,7 +756,7 @@ async fn main() -> ExitCode {
     let path = cli.command.path().map(str::to_owned);
     let json = cli.json;
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(failure) => {
             if json {
                 println!("{}", failure.to_json(path.as_deref()));

@@ -44,7 +44,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{create_entry, deleted, ensure_path, queue_order, remove_entry};
+use super::{create_entry, deleted, ended, ensure_path, queue_order, remove_entry, session_ended};
 use crate::error::RegistryError;
 use crate::path::name as name_of;
 use crate::{Consistency, RegistryClient, Session, SessionState};
@@ -300,48 +300,11 @@ async fn wait_turn_then_lead(
     }
     tracing::info!(%node, token, "leading");
     state.send_replace(Leadership::Leading { token });
-    let mut node_gone = std::pin::pin!(deleted(client, node));
-    loop {
-        let suspended = *sessions.borrow_and_update() == SessionState::Suspended;
-        if let Some(reason) = ended(*sessions.borrow()) {
-            return Err(reason);
-        }
-        let give_up_at = session.alive_until();
-        tokio::select! {
-            _ = sessions.changed() => {}
-            _ = tokio::time::sleep_until(give_up_at), if suspended => {
-                return Err(format!(
-                    "no contact with the registry for long enough that it may have expired the session ({} ms timeout)",
-                    session.timeout().as_millis()
-                ));
-            }
-            gone = &mut node_gone => {
-                return Err(match gone {
-                    Ok(()) => "the candidate's node was deleted".to_owned(),
-                    Err(error) => format!("cannot follow the candidate's node: {error}"),
-                });
-            }
-        }
-    }
-}
-
-/// Why a session in `state` can hold nothing any more, if it cannot.
-fn ended(state: SessionState) -> Option<String> {
-    match state {
-        SessionState::Expired => Some("the session expired".to_owned()),
-        SessionState::Closed => Some("the session was closed".to_owned()),
-        _ => None,
-    }
-}
-
-/// Resolves when the session ends (expired or closed).
-async fn session_ended(sessions: &mut watch::Receiver<SessionState>) -> String {
-    loop {
-        if let Some(reason) = ended(*sessions.borrow_and_update()) {
-            return reason;
-        }
-        if sessions.changed().await.is_err() {
-            return "the session is gone".to_owned();
-        }
+    tokio::select! {
+        reason = super::session_lost(session) => Err(reason),
+        gone = deleted(client, node) => Err(match gone {
+            Ok(()) => "the candidate's node was deleted".to_owned(),
+            Err(error) => format!("cannot follow the candidate's node: {error}"),
+        }),
     }
 }

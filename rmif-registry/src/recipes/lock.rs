@@ -170,6 +170,17 @@ impl LockGuard {
         self.token
     }
 
+    /// Resolves when this grant must be taken as lost, saying why (see
+    /// [`super::session_lost`]): whoever acts under the lock stops when it does.
+    pub async fn lost(&self) -> String {
+        let session = &self
+            .entry
+            .as_ref()
+            .expect("a guard holds its entry")
+            .session;
+        super::session_lost(session).await
+    }
+
     /// Releases the lock now.
     pub async fn unlock(mut self) -> Result<(), RegistryError> {
         let (session, path) = self.entry.take().expect("a guard holds its entry").take();

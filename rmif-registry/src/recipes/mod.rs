@@ -14,7 +14,8 @@ use tokio::sync::oneshot;
 use crate::api::{ChildList, Created, WatchMode};
 use crate::client::{CreateMode, RegistryClient};
 use crate::error::RegistryError;
-use crate::{Consistency, Session};
+use crate::{Consistency, Session, SessionState};
+use tokio::sync::watch;
 
 /// Digits of the counter the registry appends to a sequential node's name.
 const SEQUENCE_DIGITS: usize = 10;
@@ -128,4 +129,55 @@ pub(crate) fn remove_entry(session: Arc<Session>, path: String) {
             }
         }
     });
+}
+
+/// Why a session in `state` can hold nothing any more, if it cannot.
+pub(crate) fn ended(state: SessionState) -> Option<String> {
+    match state {
+        SessionState::Expired => Some("the session expired".to_owned()),
+        SessionState::Closed => Some("the session was closed".to_owned()),
+        _ => None,
+    }
+}
+
+/// Resolves when the session ends (expired or closed).
+pub(crate) async fn session_ended(sessions: &mut watch::Receiver<SessionState>) -> String {
+    loop {
+        if let Some(reason) = ended(*sessions.borrow_and_update()) {
+            return reason;
+        }
+        if sessions.changed().await.is_err() {
+            return "the session is gone".to_owned();
+        }
+    }
+}
+
+/// Resolves when whatever `session` holds (a leadership, a lock) must be taken as lost, and
+/// says why: the session expired or was closed, or it has been suspended past
+/// [`Session::alive_until`], after which the registry may have expired it and granted what it
+/// held to someone else.
+///
+/// Whoever acts on behalf of a leadership or a lock stops acting when this resolves.
+pub async fn session_lost(session: &Session) -> String {
+    let mut sessions = session.states();
+    loop {
+        let state = *sessions.borrow_and_update();
+        if let Some(reason) = ended(state) {
+            return reason;
+        }
+        let suspended = state == SessionState::Suspended;
+        tokio::select! {
+            changed = sessions.changed() => {
+                if changed.is_err() {
+                    return "the session is gone".to_owned();
+                }
+            }
+            _ = tokio::time::sleep_until(session.alive_until()), if suspended => {
+                return format!(
+                    "no contact with the registry for long enough that it may have expired the session ({} ms timeout)",
+                    session.timeout().as_millis()
+                );
+            }
+        }
+    }
 }

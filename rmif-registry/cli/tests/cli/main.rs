@@ -5,4 +5,5 @@
 mod commands;
 mod exit_codes;
 mod holders;
+mod recipes;
 mod support;
