@@ -446,3 +446,60 @@ async fn a_multi_in_a_session_creates_ephemeral_nodes_atomically() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn readers_share_a_writer_is_alone_and_a_reader_behind_a_waiting_writer_waits() {
+    use rmif_registry::recipes::lock::ReadWriteLock;
+
+    let registry = registry().await;
+    let client = registry.client();
+    let lock = ReadWriteLock::new(session(&client, 5000).await, "catalog")
+        .await
+        .unwrap();
+    let first = lock.read().await.unwrap();
+    let second = tokio::time::timeout(SOON, lock.read())
+        .await
+        .expect("readers share")
+        .unwrap();
+    let (granted, mut grants) = mpsc::unbounded_channel();
+    let writer = tokio::spawn({
+        let (lock, granted) = (lock.clone(), granted.clone());
+        async move {
+            let guard = lock.write().await.unwrap();
+            granted.send(("writer", guard.token())).unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            guard.unlock().await.unwrap();
+        }
+    });
+    until_requests(&client, "catalog", 3).await;
+    let late_reader = tokio::spawn({
+        let lock = lock.clone();
+        async move {
+            let guard = lock.read().await.unwrap();
+            granted.send(("late reader", guard.token())).unwrap();
+            guard.unlock().await.unwrap();
+        }
+    });
+    until_requests(&client, "catalog", 4).await;
+    // Neither the writer (readers hold it) nor the reader behind the writer goes yet.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), grants.recv())
+            .await
+            .is_err()
+    );
+    first.unlock().await.unwrap();
+    second.unlock().await.unwrap();
+    let (who, writer_token) = tokio::time::timeout(SOON, grants.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(who, "writer");
+    let (who, reader_token) = tokio::time::timeout(SOON, grants.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(who, "late reader");
+    assert!(reader_token > writer_token);
+    writer.await.unwrap();
+    late_reader.await.unwrap();
+}
