@@ -69,3 +69,24 @@ fn config_center_pushes_refuses_a_stale_publish_and_keeps_the_last_good_value() 
         "orders      keeps Limits { max_connections: 200, requests_per_second: 1000 } (version 1)",
     );
 }
+
+#[test]
+fn scheduled_job_runs_each_tick_once_and_moves_after_a_kill() {
+    let out = run("scheduled_job");
+    let killed_line = out
+        .lines()
+        .find(|l| l.ends_with("killed with SIGKILL"))
+        .unwrap_or_else(|| panic!("nobody was killed:\n{out}"));
+    let victim = killed_line.split_whitespace().next().unwrap();
+    let after: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.ends_with("killed with SIGKILL"))
+        .filter(|l| l.contains("ran the report"))
+        .collect();
+    assert!(!after.is_empty(), "no tick ran after the kill:\n{out}");
+    assert!(
+        after.iter().all(|l| !l.starts_with(victim)),
+        "the killed node still ran:\n{out}"
+    );
+    line(&out, "8 ticks, each run once");
+}

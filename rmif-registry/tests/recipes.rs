@@ -503,3 +503,69 @@ async fn readers_share_a_writer_is_alone_and_a_reader_behind_a_waiting_writer_wa
     writer.await.unwrap();
     late_reader.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_scheduled_task_runs_each_tick_once_and_moves_when_its_process_is_cut_off() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use rmif_registry::recipes::schedule::Schedule;
+
+    let registry = registry().await;
+    let runs: Arc<Mutex<Vec<(u64, &'static str)>>> = Arc::default();
+    let schedule =
+        Schedule::every(Duration::from_millis(150)).session_timeout(Duration::from_millis(1000));
+    let start = |client: RegistryClient, id: &'static str| {
+        let runs = runs.clone();
+        schedule.start(client, "report", id, move |tick| {
+            let runs = runs.clone();
+            async move { runs.lock().unwrap().push((tick, id)) }
+        })
+    };
+    // The first process reaches the registry through a proxy that will cut it off.
+    let link = Link::start(registry.member.client_addr()).await;
+    let first = start(RegistryClient::connect(&[link.addr]), "first");
+    let count = |id: &str| {
+        runs.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, by)| *by == id)
+            .count()
+    };
+    let deadline = Instant::now() + SOON;
+    while count("first") < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the first process never ran the task"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = start(registry.client(), "second");
+    let third = start(registry.client(), "third");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        count("second") + count("third"),
+        0,
+        "only the leader runs the task"
+    );
+
+    link.set(LinkMode::Drop);
+    let deadline = Instant::now() + SOON;
+    while count("second") + count("third") < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no other process took the task over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second.stop().await;
+    third.stop().await;
+    drop(first);
+    let runs = runs.lock().unwrap().clone();
+    let ticks: HashSet<u64> = runs.iter().map(|(tick, _)| *tick).collect();
+    assert_eq!(ticks.len(), runs.len(), "a tick ran twice: {runs:?}");
+    assert!(
+        runs.windows(2).all(|w| w[0].0 < w[1].0),
+        "ticks out of order: {runs:?}"
+    );
+}

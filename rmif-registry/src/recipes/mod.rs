@@ -1,11 +1,14 @@
 //! Coordination recipes on the registry's tree: [`election`] (one leader among candidates, with
 //! a token for the resources it touches), [`lock`] (a fair lock whose every grant carries a
-//! fencing token) and [`config`] (typed values, versioned and pushed). The first two queue their participants as ephemeral sequential nodes, each waiting
+//! fencing token, and a read-write variant), [`config`] (typed values, versioned and pushed)
+//! and [`schedule`] (a task at a fixed rate on exactly one of several processes). Elections
+//! and locks queue their participants as ephemeral sequential nodes, each waiting
 //! only for the node just before its own, so a change wakes one participant, not all.
 
 pub mod config;
 pub mod election;
 pub mod lock;
+pub mod schedule;
 
 use std::sync::Arc;
 
