@@ -569,3 +569,59 @@ async fn a_scheduled_task_runs_each_tick_once_and_moves_when_its_process_is_cut_
         "ticks out of order: {runs:?}"
     );
 }
+
+#[tokio::test]
+async fn a_lock_request_whose_answer_is_lost_is_retried_without_leaving_an_orphan() {
+    let registry = registry().await;
+    let direct = registry.client();
+    let link = Link::start(registry.member.client_addr()).await;
+    let through_proxy = RegistryClient::connect(&[link.addr]);
+    let held_by = session(&through_proxy, 5000).await;
+    let mut states = held_by.states();
+    let suspended = tokio::spawn(async move {
+        states
+            .wait_for(|s| *s == rmif_registry::SessionState::Suspended)
+            .await
+            .is_ok()
+    });
+    let lock = FairLock::new(held_by, "protected").await.unwrap();
+    // Every chunk now takes half a second each way: the request reaches the registry, and
+    // the connection is cut while the answer is on its way back.
+    link.set(LinkMode::Delay(Duration::from_millis(500)));
+    let waiting = tokio::spawn(async move { lock.lock().await });
+    let deadline = Instant::now() + SOON;
+    while requests(&direct, "protected").await == 0 {
+        assert!(Instant::now() < deadline, "the request never arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    link.set(LinkMode::Drop);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    link.set(LinkMode::Pass);
+    let guard = tokio::time::timeout(SOON, waiting)
+        .await
+        .expect("granted after the retry")
+        .unwrap()
+        .expect("the retried request is answered");
+    assert!(
+        suspended.await.unwrap(),
+        "the cut never reached the session: nothing was retried"
+    );
+    // The retry was recognised as the same request: one node, the one granted.
+    assert_eq!(requests(&direct, "protected").await, 1);
+    let only = direct
+        .children(
+            &format!("{LOCKS_PATH}/protected"),
+            Consistency::Linearizable,
+        )
+        .await
+        .unwrap()
+        .children;
+    let granted = direct
+        .get(
+            &format!("{LOCKS_PATH}/protected/{}", only[0]),
+            Consistency::Linearizable,
+        )
+        .await
+        .unwrap();
+    assert_eq!(granted.stat.czxid, guard.token());
+}
