@@ -1,6 +1,7 @@
 //! A task that runs at a fixed rate on exactly one of the processes that register it: they
 //! stand in an election, and only the leader runs the task. Each tick is numbered by the wall
-//! clock (tick `n` falls at `n × period` since the Unix epoch) and recorded in the registry with
+//! clock (tick `n` falls at `n × period + offset` since the Unix epoch, UTC: every 24 hours
+//! with an offset of 2 hours is daily at 02:00 UTC, as a cron line would say) and recorded in the registry with
 //! compare-and-set before it runs, so no tick runs twice, even across a change of leader. When
 //! the leader dies, the next process leads once the registry expires its session (or at once
 //! if it resigned), and takes the next tick. Ticks that fall while no process leads (between a
@@ -60,6 +61,7 @@ const STAND_AGAIN: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
     period: Duration,
+    offset: Duration,
     session_timeout: Duration,
 }
 
@@ -75,8 +77,33 @@ impl Schedule {
     pub fn every(period: Duration) -> Self {
         Schedule {
             period: period.max(Duration::from_millis(1)),
+            offset: Duration::ZERO,
             session_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// Shifts the ticks by `offset` (taken modulo the period) from the period's boundaries:
+    /// `Schedule::every(DAY).offset(2 * HOUR)` runs daily at 02:00 UTC.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rmif_registry::recipes::schedule::Schedule;
+    ///
+    /// const HOUR: Duration = Duration::from_secs(3600);
+    /// let nightly = Schedule::every(24 * HOUR).offset(2 * HOUR);
+    /// // The next run is at most a day away.
+    /// assert!(nightly.until_next() <= 24 * HOUR);
+    /// ```
+    pub fn offset(mut self, offset: Duration) -> Self {
+        self.offset = Duration::from_nanos(
+            (offset.as_nanos() % self.period.as_nanos()).min(u128::from(u64::MAX)) as u64,
+        );
+        self
+    }
+
+    /// How long until the next tick.
+    pub fn until_next(&self) -> Duration {
+        until_tick(next_tick(self), self)
     }
 
     /// The session timeout of each process's candidacy: how long a dead leader holds the task
@@ -186,8 +213,8 @@ where
     }
     let mut lost = candidacy.changes();
     loop {
-        let tick = next_tick(schedule.period);
-        let due = tokio::time::Instant::now() + until_tick(tick, schedule.period);
+        let tick = next_tick(schedule);
+        let due = tokio::time::Instant::now() + until_tick(tick, schedule);
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
             _ = lost.wait_for(|s| matches!(s, Leadership::Lost { .. })) => return Ok(()),
@@ -225,22 +252,25 @@ async fn claim(client: &RegistryClient, record: &str, tick: u64) -> Result<bool,
     }
 }
 
-/// The number of the next tick to come.
-fn next_tick(period: Duration) -> u64 {
-    let now = SystemTime::now()
+/// Nanoseconds since the Unix epoch, less the schedule's offset.
+fn shifted_now(schedule: &Schedule) -> u128 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (now.as_nanos() / period.as_nanos().max(1)) as u64 + 1
+        .unwrap_or_default()
+        .as_nanos()
+        .saturating_sub(schedule.offset.as_nanos())
+}
+
+/// The number of the next tick to come.
+fn next_tick(schedule: &Schedule) -> u64 {
+    (shifted_now(schedule) / schedule.period.as_nanos().max(1)) as u64 + 1
 }
 
 /// How long until tick `tick` is due.
-fn until_tick(tick: u64, period: Duration) -> Duration {
-    let due = u128::from(tick) * period.as_nanos();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    Duration::from_nanos(due.saturating_sub(now).min(u128::from(u64::MAX)) as u64)
+fn until_tick(tick: u64, schedule: &Schedule) -> Duration {
+    let due = u128::from(tick) * schedule.period.as_nanos();
+    let wait = due.saturating_sub(shifted_now(schedule));
+    Duration::from_nanos(wait.min(u128::from(u64::MAX)) as u64)
 }
 
 #[cfg(test)]
@@ -249,10 +279,26 @@ mod tests {
 
     #[test]
     fn the_next_tick_is_due_within_one_period() {
-        let period = Duration::from_millis(250);
-        let tick = next_tick(period);
-        let wait = until_tick(tick, period);
-        assert!(wait <= period, "{wait:?}");
-        assert_eq!(until_tick(tick - 2, period), Duration::ZERO);
+        let schedule = Schedule::every(Duration::from_millis(250));
+        let tick = next_tick(&schedule);
+        let wait = until_tick(tick, &schedule);
+        assert!(wait <= schedule.period, "{wait:?}");
+        assert_eq!(until_tick(tick - 2, &schedule), Duration::ZERO);
+    }
+
+    #[test]
+    fn an_offset_moves_the_ticks_off_the_period_boundaries() {
+        let hour = Duration::from_secs(3600);
+        let at_two = Schedule::every(24 * hour).offset(2 * hour);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let next = now + at_two.until_next();
+        // 02:00 UTC, give or take the time this test takes.
+        let into_day = next.as_secs() % (24 * 3600);
+        assert!((2 * 3600 - 1..2 * 3600 + 2).contains(&into_day), "{into_day}");
+        // An offset of a whole period or more wraps around.
+        assert_eq!(
+            Schedule::every(hour).offset(hour + hour / 2).offset,
+            hour / 2
+        );
     }
 }
