@@ -294,7 +294,10 @@ mod tests {
         let next = now + at_two.until_next();
         // 02:00 UTC, give or take the time this test takes.
         let into_day = next.as_secs() % (24 * 3600);
-        assert!((2 * 3600 - 1..2 * 3600 + 2).contains(&into_day), "{into_day}");
+        assert!(
+            (2 * 3600 - 1..2 * 3600 + 2).contains(&into_day),
+            "{into_day}"
+        );
         // An offset of a whole period or more wraps around.
         assert_eq!(
             Schedule::every(hour).offset(hour + hour / 2).offset,

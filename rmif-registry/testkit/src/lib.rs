@@ -1,6 +1,7 @@
 //! Test support shared by rmif's multi-process tests: registry members, providers and consumers
 //! run as real processes on loopback (so that tests can SIGKILL, SIGSTOP and restart them), and a
-//! TCP proxy that cuts and delays the links between them.
+//! TCP proxy that cuts and delays the links between them; and a cluster whose members run in the
+//! test process ([`local`]), where processes are not needed.
 //!
 //! The programs come from the workspace's target directory: `cargo test --workspace` builds
 //! them all before any test runs.
@@ -8,6 +9,7 @@
 #![deny(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod cluster;
+pub mod local;
 pub mod process;
 pub mod proxy;
 
