@@ -76,7 +76,7 @@ pub use config::{
     CACHE_AFTER, announce, cache_path, consumer_client, consumer_discovery, provider_metadata,
 };
 pub use follow::RegistryDiscovery;
-pub use metadata::{ConsumerMetadata, ProviderMetadata};
+pub use metadata::{ConsumerMetadata, ProviderMetadata, Unavailable};
 pub use registration::Registration;
 
 /// Root of the discovery tree.
