@@ -1,0 +1,410 @@
+//! Probes of providers by the registry's leader. Every `Tick_time` (with jitter), the leader
+//! sends the protocol's heartbeat to each address announced under
+//! `/rmif/services/{service}/providers/{address}`, over one long-lived connection per address;
+//! after `Again_time` failed probes in a row it marks the provider's nodes unavailable (the
+//! `unavailable` field of their data, through a Raft write, so consumers hear it as a change),
+//! and clears the mark once a probe succeeds again. With `Monitor_log` the changes are logged
+//! and kept as [`alerts`].
+//!
+//! All probing state is soft: a member that stops leading drops it, and a new leader starts
+//! from the marks in the tree. Each address is probed by a task of its own, each probe bounded
+//! by `Tick_time`, so a provider that accepts connections and never answers delays nobody.
+
+mod alerts;
+mod link;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmif_registry::discovery::{
+    Alert, AlertKind, ProviderMetadata, SERVICES_ROOT, Unavailable, service_key_from_node_name,
+};
+use rmif_registry::path;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::replica::Replica;
+use crate::tree::{Action, Tree};
+use link::ProbeLink;
+
+/// How the leader probes providers (the member's `Tick_time`, `Again_time`, `Monitor_log`).
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeConfig {
+    /// Time between two probes of an address, and the most one probe may take.
+    pub tick: Duration,
+    /// Failed probes in a row that make a provider unavailable.
+    pub again: u32,
+    /// Log and keep alerts of providers becoming unavailable and available.
+    pub monitor_log: bool,
+}
+
+/// The outcome of one probe of one address, by the probing of one leadership.
+struct Probed {
+    generation: u64,
+    addr: SocketAddr,
+    outcome: Result<(), String>,
+}
+
+/// Starts the prober of this member; it probes only while the member leads.
+pub(crate) fn start(
+    replica: Replica,
+    config: ProbeConfig,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(run(replica, config, shutdown))
+}
+
+fn is_leader(replica: &Replica) -> bool {
+    let status = replica
+        .shared()
+        .status
+        .read()
+        .unwrap_or_else(|p| p.into_inner());
+    status.role == "leader"
+}
+
+async fn run(replica: Replica, config: ProbeConfig, shutdown: CancellationToken) {
+    let (results, mut probed) = mpsc::channel::<Probed>(4096);
+    let mut ticker = tokio::time::interval(config.tick);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut leading: Option<Leading> = None;
+    let mut generation = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {
+                if !is_leader(&replica) {
+                    if leading.take().is_some() {
+                        tracing::info!("no longer the leader: provider probes stop here");
+                    }
+                    continue;
+                }
+                let state = leading.get_or_insert_with(|| {
+                    generation += 1;
+                    tracing::info!(
+                        tick_ms = config.tick.as_millis() as u64,
+                        again = config.again,
+                        "leading: probing providers"
+                    );
+                    Leading::new(replica.clone(), config.clone(), generation, results.clone())
+                });
+                state.scan();
+                state.reconcile_all();
+            }
+            Some(result) = probed.recv() => {
+                if let Some(state) = leading.as_mut().filter(|s| s.generation == result.generation) {
+                    state.record(result.addr, result.outcome);
+                }
+            }
+        }
+    }
+}
+
+/// A task that is aborted when its handle is dropped.
+struct Aborting(JoinHandle<()>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the leader knows of one address.
+struct Probing {
+    _task: Aborting,
+    /// Failed probes in a row.
+    failures: u32,
+    /// Set once `again` probes failed in a row; cleared by a success.
+    down: Option<Unavailable>,
+}
+
+/// The probing of one leadership.
+struct Leading {
+    generation: u64,
+    replica: Replica,
+    config: ProbeConfig,
+    results: mpsc::Sender<Probed>,
+    /// The tree's zxid at the last scan.
+    scanned: Option<u64>,
+    /// Provider node paths by announced address.
+    nodes: BTreeMap<SocketAddr, Vec<String>>,
+    probes: HashMap<SocketAddr, Probing>,
+    /// Nodes whose mark is being written.
+    writing: Arc<Mutex<HashSet<String>>>,
+    /// Alerts to record, in order (with `Monitor_log`).
+    alerts: Option<mpsc::UnboundedSender<Alert>>,
+}
+
+impl Leading {
+    fn new(
+        replica: Replica,
+        config: ProbeConfig,
+        generation: u64,
+        results: mpsc::Sender<Probed>,
+    ) -> Self {
+        let alerts = config
+            .monitor_log
+            .then(|| alerts::start_writer(replica.clone()));
+        Leading {
+            generation,
+            replica,
+            config,
+            results,
+            scanned: None,
+            nodes: BTreeMap::new(),
+            probes: HashMap::new(),
+            writing: Arc::default(),
+            alerts,
+        }
+    }
+
+    fn tree(&self) -> std::sync::RwLockReadGuard<'_, Tree> {
+        self.replica
+            .shared()
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Finds the announced addresses (if the tree changed since the last scan), starts probing
+    /// new ones and stops probing those no longer announced.
+    fn scan(&mut self) {
+        let (zxid, nodes, mut marks) = {
+            let tree = self.tree();
+            if self.scanned == Some(tree.last_zxid()) {
+                return;
+            }
+            let nodes = provider_nodes(&tree);
+            let mut marks: HashMap<SocketAddr, Unavailable> = HashMap::new();
+            for (addr, paths) in &nodes {
+                for node in paths {
+                    if let Some(down) = read_metadata(&tree, node).and_then(|(m, _)| m.unavailable)
+                    {
+                        marks.entry(*addr).or_insert(down);
+                    }
+                }
+            }
+            (tree.last_zxid(), nodes, marks)
+        };
+        self.scanned = Some(zxid);
+        self.probes.retain(|addr, _| nodes.contains_key(addr));
+        for addr in nodes.keys() {
+            if self.probes.contains_key(addr) {
+                continue;
+            }
+            // A mark in the tree (from an earlier leader) stands until a probe succeeds.
+            let down = marks.remove(addr);
+            let failures = if down.is_some() { self.config.again } else { 0 };
+            let task = tokio::spawn(probe_loop(
+                *addr,
+                self.config.tick,
+                self.generation,
+                self.results.clone(),
+            ));
+            self.probes.insert(
+                *addr,
+                Probing {
+                    _task: Aborting(task),
+                    failures,
+                    down,
+                },
+            );
+        }
+        self.nodes = nodes;
+    }
+
+    /// Takes in one probe's outcome.
+    fn record(&mut self, addr: SocketAddr, outcome: Result<(), String>) {
+        let Some(probing) = self.probes.get_mut(&addr) else {
+            return;
+        };
+        let alert = match outcome {
+            Ok(()) => {
+                probing.failures = 0;
+                probing.down.take().map(|down| {
+                    let down_ms = now_ms().saturating_sub(down.since_ms);
+                    (AlertKind::Available, down.reason, down_ms)
+                })
+            }
+            Err(reason) => {
+                probing.failures = probing.failures.saturating_add(1);
+                tracing::debug!(%addr, failures = probing.failures, %reason, "probe failed");
+                if probing.failures >= self.config.again && probing.down.is_none() {
+                    probing.down = Some(Unavailable {
+                        reason: reason.clone(),
+                        since_ms: now_ms(),
+                    });
+                    Some((AlertKind::Unavailable, reason, 0))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some((kind, reason, down_ms)) = alert {
+            self.alert(addr, kind, reason, down_ms);
+        }
+        self.reconcile(addr);
+    }
+
+    /// Logs and keeps an alert for each service announced at `addr` (with `Monitor_log`).
+    fn alert(&self, addr: SocketAddr, kind: AlertKind, reason: String, down_ms: u64) {
+        let Some(alerts) = &self.alerts else {
+            return;
+        };
+        for node in self.nodes.get(&addr).into_iter().flatten() {
+            let service = service_of(node);
+            match kind {
+                AlertKind::Unavailable => tracing::warn!(
+                    %service, address = %addr, %reason, again = self.config.again,
+                    "provider unavailable: its probes failed; consumers stop calling it"
+                ),
+                AlertKind::Available => tracing::warn!(
+                    %service, address = %addr, %reason, down_ms,
+                    "provider available again: it answers probes"
+                ),
+            }
+            let _ = alerts.send(Alert {
+                at_ms: now_ms(),
+                kind,
+                service,
+                address: addr.to_string(),
+                reason: reason.clone(),
+                down_ms,
+            });
+        }
+    }
+
+    fn reconcile_all(&self) {
+        for addr in self.nodes.keys() {
+            self.reconcile(*addr);
+        }
+    }
+
+    /// Writes the mark the leader decided into every node at `addr` whose data says otherwise
+    /// (a provider that announced itself again under a new session, or a write that lost a
+    /// race with the provider's own, is marked on a later pass).
+    fn reconcile(&self, addr: SocketAddr) {
+        let (Some(probing), Some(paths)) = (self.probes.get(&addr), self.nodes.get(&addr)) else {
+            return;
+        };
+        let mut writes = Vec::new();
+        {
+            let tree = self.tree();
+            for node in paths {
+                let Some((mut metadata, version)) = read_metadata(&tree, node) else {
+                    continue;
+                };
+                if metadata.unavailable.is_some() == probing.down.is_some() {
+                    continue;
+                }
+                metadata.unavailable = probing.down.clone();
+                writes.push((node.clone(), metadata.to_json(), version));
+            }
+        }
+        for (node, data, version) in writes {
+            if !lock(&self.writing).insert(node.clone()) {
+                continue;
+            }
+            let replica = self.replica.clone();
+            let writing = self.writing.clone();
+            let deadline = Instant::now() + self.config.tick.max(Duration::from_secs(1));
+            tokio::spawn(async move {
+                let action = Action::Set {
+                    path: node.clone(),
+                    data,
+                    version: Some(version),
+                };
+                match replica.propose(action, None, deadline).await {
+                    Ok(applied) => {
+                        if let Err(error) = applied.outcome {
+                            tracing::debug!(%node, %error, "provider mark not written; next pass");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(%node, %error, "provider mark not written; next pass")
+                    }
+                }
+                lock(&writing).remove(&node);
+            });
+        }
+    }
+}
+
+/// Probes `addr` every `tick` (give or take a tenth, and first after a random part of a tick,
+/// so that the probes of many addresses spread out) until aborted or the leadership's loop is
+/// gone.
+async fn probe_loop(
+    addr: SocketAddr,
+    tick: Duration,
+    generation: u64,
+    results: mpsc::Sender<Probed>,
+) {
+    tokio::time::sleep(tick.mul_f64(fastrand::f64())).await;
+    let mut link = ProbeLink::new(addr);
+    loop {
+        let started = Instant::now();
+        let outcome = link.probe(tick).await;
+        let probed = Probed {
+            generation,
+            addr,
+            outcome,
+        };
+        if results.send(probed).await.is_err() {
+            return;
+        }
+        tokio::time::sleep_until(started + tick.mul_f64(0.9 + 0.2 * fastrand::f64())).await;
+    }
+}
+
+/// Every provider node of the tree, by the address its name announces.
+fn provider_nodes(tree: &Tree) -> BTreeMap<SocketAddr, Vec<String>> {
+    let mut nodes: BTreeMap<SocketAddr, Vec<String>> = BTreeMap::new();
+    let Ok((services, _)) = tree.children(SERVICES_ROOT) else {
+        return nodes;
+    };
+    for service in services {
+        let providers = path::join(&path::join(SERVICES_ROOT, &service), "providers");
+        let Ok((names, _)) = tree.children(&providers) else {
+            continue;
+        };
+        for name in names {
+            if let Ok(addr) = name.parse::<SocketAddr>() {
+                nodes
+                    .entry(addr)
+                    .or_default()
+                    .push(path::join(&providers, &name));
+            }
+        }
+    }
+    nodes
+}
+
+/// A provider node's metadata and data version; `None` if it is gone or not metadata.
+fn read_metadata(tree: &Tree, node: &str) -> Option<(ProviderMetadata, u32)> {
+    let (data, stat) = tree.get(node).ok()?;
+    let metadata = ProviderMetadata::parse(&data).ok()?;
+    Some((metadata, stat.version))
+}
+
+/// The service key of a provider node's path.
+fn service_of(node: &str) -> String {
+    let service = node
+        .strip_prefix(SERVICES_ROOT)
+        .and_then(|rest| rest.trim_start_matches('/').split('/').next())
+        .unwrap_or(node);
+    service_key_from_node_name(service)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

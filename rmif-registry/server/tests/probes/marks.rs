@@ -1,0 +1,186 @@
+//! One in-process member probing providers behind test sockets: a proxy that stops forwarding,
+//! a port that answers garbage, one that never answers, one that refuses.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rmif_core::Discovery;
+use rmif_registry::RegistryClient;
+use rmif_registry::discovery::{AlertKind, RegistryDiscovery, alerts};
+use rmif_registry_server::{RegistryConfig, RegistryServer};
+use rmif_testkit::proxy::{Link, LinkMode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use super::*;
+
+const TICK: Duration = Duration::from_millis(150);
+const AGAIN: u32 = 3;
+
+async fn member(dir: &std::path::Path) -> RegistryServer {
+    let config = RegistryConfig {
+        probe_tick: TICK,
+        probe_again: AGAIN,
+        monitor_log: true,
+        ..RegistryConfig::single("127.0.0.1:0".parse().unwrap(), dir)
+    };
+    RegistryServer::start(config).await.expect("member")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_whose_port_stops_answering_is_marked_unavailable_then_available_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let member = member(dir.path()).await;
+    let members = [member.client_addr()];
+    let client = RegistryClient::connect(&members);
+    let provider = healthy_provider().await;
+    // The provider is announced at the proxy's address: that is the one probed.
+    let counted = Counting::start(provider.local_addr()).await;
+    let proxy = Link::start(counted.addr).await;
+    let _registration = announce(&members, proxy.addr).await;
+    let discovery = RegistryDiscovery::new(RegistryClient::connect(&members));
+    let mut list = discovery.subscribe(&ping_key());
+    let listed = |list: &tokio::sync::watch::Receiver<rmif_core::ProviderSet>| {
+        list.borrow().providers.iter().any(|p| p.addr == proxy.addr)
+    };
+    list.wait_for(|set| set.resolved).await.unwrap();
+    assert!(listed(&list), "a healthy provider is routable");
+    // Probed for a while, still healthy: never marked.
+    tokio::time::sleep(TICK * (AGAIN + 2)).await;
+    assert_eq!(mark(&client, proxy.addr).await, Some(None));
+    assert_eq!(
+        counted.accepted(),
+        1,
+        "one long-lived connection, not one per probe"
+    );
+
+    // The port stops answering; the provider's session goes on.
+    proxy.set(LinkMode::Delay(Duration::from_secs(600)));
+    let stopped = Instant::now();
+    let down = until_unavailable(&client, proxy.addr, Duration::from_secs(10)).await;
+    let took = stopped.elapsed();
+    assert!(
+        took >= TICK * (AGAIN - 1),
+        "marked after {took:?}, before {AGAIN} probes could fail"
+    );
+    assert!(down.reason.contains("no answer within"), "{down:?}");
+    eventually("consumers leave it out", Duration::from_secs(5), || {
+        let gone = !listed(&list);
+        async move { gone.then_some(()) }
+    })
+    .await;
+
+    proxy.set(LinkMode::Pass);
+    until_available(&client, proxy.addr, Duration::from_secs(10)).await;
+    eventually(
+        "consumers route to it again",
+        Duration::from_secs(5),
+        || {
+            let back = listed(&list);
+            async move { back.then_some(()) }
+        },
+    )
+    .await;
+
+    let kept = eventually("both alerts kept", Duration::from_secs(5), || async {
+        let kept = alerts(&client).await.ok()?;
+        (kept.len() >= 2).then_some(kept)
+    })
+    .await;
+    assert_eq!(kept[0].kind, AlertKind::Unavailable);
+    assert_eq!(kept[0].address, proxy.addr.to_string());
+    assert_eq!(kept[0].service, "probes.Ping");
+    assert_eq!(kept[1].kind, AlertKind::Available);
+    assert!(
+        kept[1].down_ms > 0 && kept[1].reason.contains("no answer"),
+        "{:?}",
+        kept[1]
+    );
+    drop(list);
+    member.shutdown().await;
+}
+
+/// A port that accepts connections and answers each with `reply` (if any), then keeps them
+/// open without reading.
+async fn impostor(reply: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            if !reply.is_empty() {
+                let _ = socket.write_all(reply).await;
+            }
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_that_do_not_speak_rmif_are_marked_with_the_reason_and_a_healthy_neighbour_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let member = member(dir.path()).await;
+    let members = [member.client_addr()];
+    let client = RegistryClient::connect(&members);
+    let garbage = impostor(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+    let silent = impostor(b"").await;
+    let refused = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let provider = healthy_provider().await;
+    let healthy = provider.local_addr();
+    let _held = [
+        announce(&members, garbage).await,
+        announce(&members, silent).await,
+        announce(&members, refused).await,
+        announce(&members, healthy).await,
+    ];
+
+    let limit = Duration::from_secs(10);
+    let down = until_unavailable(&client, garbage, limit).await;
+    assert!(down.reason.contains("not an rmif answer"), "{down:?}");
+    let down = until_unavailable(&client, silent, limit).await;
+    assert!(down.reason.contains("no answer within"), "{down:?}");
+    let down = until_unavailable(&client, refused, limit).await;
+    assert!(down.reason.contains("cannot connect"), "{down:?}");
+
+    // Next to them, the healthy provider stays available all along, and a provider that fails
+    // now is still marked on time: the hung ones stall nothing.
+    assert_eq!(mark(&client, healthy).await, Some(None));
+    let proxy = Link::start(healthy).await;
+    let _proxied = announce(&members, proxy.addr).await;
+    tokio::time::sleep(TICK * (AGAIN + 2)).await;
+    assert_eq!(mark(&client, proxy.addr).await, Some(None));
+    assert_eq!(mark(&client, healthy).await, Some(None));
+    proxy.set(LinkMode::Drop);
+    let stopped = Instant::now();
+    let down = until_unavailable(&client, proxy.addr, limit).await;
+    assert!(
+        stopped.elapsed() < TICK * (AGAIN + 6),
+        "took {:?}",
+        stopped.elapsed()
+    );
+    assert!(!down.reason.is_empty());
+    assert_eq!(mark(&client, healthy).await, Some(None));
+    member.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_providers_node_still_goes_with_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let member = member(dir.path()).await;
+    let members = [member.client_addr()];
+    let client = RegistryClient::connect(&members);
+    let silent = impostor(b"").await;
+    let registration = announce(&members, silent).await;
+    until_unavailable(&client, silent, Duration::from_secs(10)).await;
+    registration.withdraw().await;
+    eventually("the node is gone", Duration::from_secs(5), || async {
+        mark(&client, silent).await.is_none().then_some(())
+    })
+    .await;
+    member.shutdown().await;
+}
