@@ -52,6 +52,25 @@ async fn a_new_leader_goes_on_probing_after_the_leader_is_killed() {
     assert!(!down.reason.is_empty());
     // The new leader opened its own connection; the dead one's is gone with it.
     assert_eq!(counted.accepted(), 2, "connections to one provider");
+    // With Monitor_log, the new leader logged the alert.
+    let log = eventually(
+        "the alert in the leader's log",
+        Duration::from_secs(5),
+        || {
+            let log = std::fs::read_to_string(&cluster.members[(next - 1) as usize].log).ok();
+            async move {
+                log.filter(|log| {
+                    log.lines().any(|line| {
+                        line.contains("WARN")
+                            && line.contains("provider unavailable")
+                            && line.contains(&second.addr.to_string())
+                    })
+                })
+            }
+        },
+    )
+    .await;
+    assert!(log.contains("probes.Ping"), "the alert names the service");
     let kept = rmif_registry::discovery::alerts(&client).await.unwrap();
     assert!(
         kept.iter().any(|a| a.address == second.addr.to_string()),

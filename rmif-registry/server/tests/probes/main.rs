@@ -32,7 +32,11 @@ impl Ping for Pong {
 
 /// A provider that answers probes like any rmif provider.
 async fn healthy_provider() -> ServerHandle {
-    Server::builder(ProviderConfig::loopback())
+    provider_with(ProviderConfig::loopback()).await
+}
+
+async fn provider_with(config: ProviderConfig) -> ServerHandle {
+    Server::builder(config)
         .add_service(PingProvider::new(Pong))
         .serve()
         .await
@@ -73,6 +77,16 @@ async fn mark(client: &RegistryClient, addr: SocketAddr) -> Option<Option<Unavai
             .expect("provider metadata")
             .unavailable,
     )
+}
+
+/// The data version of the provider node at `addr`: 0 while the leader never wrote a mark.
+async fn version(client: &RegistryClient, addr: SocketAddr) -> u32 {
+    client
+        .get(&node_of(addr), Consistency::Linearizable)
+        .await
+        .expect("the provider node")
+        .stat
+        .version
 }
 
 /// Polls `check` until it returns `Some` or `limit` passes (then panics, naming `what`).

@@ -19,9 +19,13 @@ const TICK: Duration = Duration::from_millis(150);
 const AGAIN: u32 = 3;
 
 async fn member(dir: &std::path::Path) -> RegistryServer {
+    member_with(dir, AGAIN).await
+}
+
+async fn member_with(dir: &std::path::Path, again: u32) -> RegistryServer {
     let config = RegistryConfig {
         probe_tick: TICK,
-        probe_again: AGAIN,
+        probe_again: again,
         monitor_log: true,
         ..RegistryConfig::single("127.0.0.1:0".parse().unwrap(), dir)
     };
@@ -164,7 +168,11 @@ async fn ports_that_do_not_speak_rmif_are_marked_with_the_reason_and_a_healthy_n
         stopped.elapsed()
     );
     assert!(!down.reason.is_empty());
-    assert_eq!(mark(&client, healthy).await, Some(None));
+    assert_eq!(
+        version(&client, healthy).await,
+        0,
+        "the healthy one was marked"
+    );
     member.shutdown().await;
 }
 
@@ -182,5 +190,36 @@ async fn an_unavailable_providers_node_still_goes_with_its_session() {
         mark(&client, silent).await.is_none().then_some(())
     })
     .await;
+    member.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_closes_idle_connections_between_probes_is_not_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    // A single failed probe would mark it.
+    let member = member_with(dir.path(), 1).await;
+    let members = [member.client_addr()];
+    let client = RegistryClient::connect(&members);
+    // It closes a connection after 2 intervals of 30 ms without a frame: between two probes,
+    // which find it closed and connect again within the probe.
+    let provider = provider_with(rmif_core::ProviderConfig {
+        tick: Duration::from_millis(30),
+        again: 2,
+        ..rmif_core::ProviderConfig::loopback()
+    })
+    .await;
+    let counted = Counting::start(provider.local_addr()).await;
+    let _registration = announce(&members, counted.addr).await;
+    eventually("probes reconnect", Duration::from_secs(10), || {
+        let accepted = counted.accepted();
+        async move { (accepted >= 6).then_some(()) }
+    })
+    .await;
+    // Never marked, not even for a moment: its node was never written.
+    assert_eq!(
+        version(&client, counted.addr).await,
+        0,
+        "marked and cleared"
+    );
     member.shutdown().await;
 }
