@@ -15,6 +15,7 @@ mod link;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,7 +94,6 @@ async fn run(replica: Replica, config: ProbeConfig, shutdown: CancellationToken)
                     Leading::new(replica.clone(), config.clone(), generation, results.clone())
                 });
                 state.scan();
-                state.reconcile_all();
             }
             Some(result) = probed.recv() => {
                 if let Some(state) = leading.as_mut().filter(|s| s.generation == result.generation) {
@@ -130,6 +130,9 @@ struct Leading {
     results: mpsc::Sender<Probed>,
     /// The tree's zxid at the last scan.
     scanned: Option<u64>,
+    /// A mark could not be written: the next tick checks every node again even if the tree
+    /// did not change.
+    unsettled: Arc<AtomicBool>,
     /// Provider node paths by announced address.
     nodes: BTreeMap<SocketAddr, Vec<String>>,
     probes: HashMap<SocketAddr, Probing>,
@@ -155,6 +158,7 @@ impl Leading {
             config,
             results,
             scanned: None,
+            unsettled: Arc::default(),
             nodes: BTreeMap::new(),
             probes: HashMap::new(),
             writing: Arc::default(),
@@ -170,22 +174,26 @@ impl Leading {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Finds the announced addresses (if the tree changed since the last scan), starts probing
-    /// new ones and stops probing those no longer announced.
+    /// Finds the announced addresses (if the tree changed since the last scan, or a mark could
+    /// not be written), starts probing new ones, stops probing those no longer announced, and
+    /// writes the marks the tree lacks.
     fn scan(&mut self) {
+        let unsettled = self.unsettled.swap(false, Ordering::Relaxed);
         let (zxid, nodes, mut marks) = {
             let tree = self.tree();
-            if self.scanned == Some(tree.last_zxid()) {
+            if self.scanned == Some(tree.last_zxid()) && !unsettled {
                 return;
             }
             let nodes = provider_nodes(&tree);
+            // A mark in the tree (from an earlier leader) stands for an address this leader
+            // does not probe yet, until a probe succeeds.
             let mut marks: HashMap<SocketAddr, Unavailable> = HashMap::new();
-            for (addr, paths) in &nodes {
-                for node in paths {
-                    if let Some(down) = read_metadata(&tree, node).and_then(|(m, _)| m.unavailable)
-                    {
-                        marks.entry(*addr).or_insert(down);
-                    }
+            for (addr, paths) in nodes.iter().filter(|(a, _)| !self.probes.contains_key(a)) {
+                if let Some(down) = paths
+                    .iter()
+                    .find_map(|node| read_metadata(&tree, node).and_then(|(m, _)| m.unavailable))
+                {
+                    marks.insert(*addr, down);
                 }
             }
             (tree.last_zxid(), nodes, marks)
@@ -196,7 +204,6 @@ impl Leading {
             if self.probes.contains_key(addr) {
                 continue;
             }
-            // A mark in the tree (from an earlier leader) stands until a probe succeeds.
             let down = marks.remove(addr);
             let failures = if down.is_some() { self.config.again } else { 0 };
             let task = tokio::spawn(probe_loop(
@@ -215,6 +222,10 @@ impl Leading {
             );
         }
         self.nodes = nodes;
+        // A node announced again, or a provider's own write that raced a mark.
+        for addr in self.nodes.keys() {
+            self.reconcile(*addr);
+        }
     }
 
     /// Takes in one probe's outcome.
@@ -278,12 +289,6 @@ impl Leading {
         }
     }
 
-    fn reconcile_all(&self) {
-        for addr in self.nodes.keys() {
-            self.reconcile(*addr);
-        }
-    }
-
     /// Writes the mark the leader decided into every node at `addr` whose data says otherwise
     /// (a provider that announced itself again under a new session, or a write that lost a
     /// race with the provider's own, is marked on a later pass).
@@ -311,6 +316,7 @@ impl Leading {
             }
             let replica = self.replica.clone();
             let writing = self.writing.clone();
+            let unsettled = self.unsettled.clone();
             let deadline = Instant::now() + self.config.tick.max(Duration::from_secs(1));
             tokio::spawn(async move {
                 let action = Action::Set {
@@ -318,17 +324,15 @@ impl Leading {
                     data,
                     version: Some(version),
                 };
-                match replica.propose(action, None, deadline).await {
-                    Ok(applied) => {
-                        if let Err(error) = applied.outcome {
-                            tracing::debug!(%node, %error, "provider mark not written; next pass");
-                        }
-                    }
-                    Err(error) => {
-                        tracing::debug!(%node, %error, "provider mark not written; next pass")
-                    }
-                }
+                let written = match replica.propose(action, None, deadline).await {
+                    Ok(applied) => applied.outcome.map(drop),
+                    Err(error) => Err(error),
+                };
                 lock(&writing).remove(&node);
+                if let Err(error) = written {
+                    tracing::debug!(%node, %error, "provider mark not written; next tick");
+                    unsettled.store(true, Ordering::Relaxed);
+                }
             });
         }
     }

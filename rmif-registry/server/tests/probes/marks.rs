@@ -177,7 +177,7 @@ async fn ports_that_do_not_speak_rmif_are_marked_with_the_reason_and_a_healthy_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unavailable_providers_node_still_goes_with_its_session() {
+async fn an_unavailable_providers_node_still_goes_with_its_session_and_a_new_one_is_marked_again() {
     let dir = tempfile::tempdir().unwrap();
     let member = member(dir.path()).await;
     let members = [member.client_addr()];
@@ -190,6 +190,9 @@ async fn an_unavailable_providers_node_still_goes_with_its_session() {
         mark(&client, silent).await.is_none().then_some(())
     })
     .await;
+    // Announced again under a new session, it starts unmarked and is marked again.
+    let _again = announce(&members, silent).await;
+    until_unavailable(&client, silent, Duration::from_secs(10)).await;
     member.shutdown().await;
 }
 
