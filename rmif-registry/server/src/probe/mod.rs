@@ -255,10 +255,13 @@ impl Leading {
                 }
             }
         };
+        // Only a change of state needs writing now; anything else the tree lacks (a node
+        // announced again, a lost race) the next scan finds. Reading every node's JSON on every
+        // probe was most of what probing cost.
         if let Some((kind, reason, down_ms)) = alert {
             self.alert(addr, kind, reason, down_ms);
+            self.reconcile(addr);
         }
-        self.reconcile(addr);
     }
 
     /// Logs and keeps an alert for each service announced at `addr` (with `Monitor_log`).
