@@ -23,22 +23,23 @@ pub trait Ping {
     async fn ping(&self) -> Result<u32, rmif_core::Error>;
 }
 
-struct Pong;
+/// Answers `ping` with its own number.
+struct Pong(u32);
 
 impl Ping for Pong {
     async fn ping(&self) -> Result<u32, rmif_core::Error> {
-        Ok(7)
+        Ok(self.0)
     }
 }
 
 /// A provider that answers probes like any rmif provider.
 async fn healthy_provider() -> ServerHandle {
-    provider_with(ProviderConfig::loopback()).await
+    provider_with(ProviderConfig::loopback(), 0).await
 }
 
-async fn provider_with(config: ProviderConfig) -> ServerHandle {
+async fn provider_with(config: ProviderConfig, number: u32) -> ServerHandle {
     Server::builder(config)
-        .add_service(PingProvider::new(Pong))
+        .add_service(PingProvider::new(Pong(number)))
         .serve()
         .await
         .expect("provider")

@@ -38,13 +38,20 @@ async fn a_provider_whose_port_stops_answering_is_marked_unavailable_then_availa
     let member = member(dir.path()).await;
     let members = [member.client_addr()];
     let client = RegistryClient::connect(&members);
-    let provider = healthy_provider().await;
+    let provider = provider_with(rmif_core::ProviderConfig::loopback(), 1).await;
     // The provider is announced at the proxy's address: that is the one probed.
     let counted = Counting::start(provider.local_addr()).await;
     let proxy = Link::start(counted.addr).await;
     let _registration = announce(&members, proxy.addr).await;
+    let other = provider_with(rmif_core::ProviderConfig::loopback(), 2).await;
+    let _other = announce(&members, other.local_addr()).await;
     let discovery = RegistryDiscovery::new(RegistryClient::connect(&members));
     let mut list = discovery.subscribe(&ping_key());
+    let consumer: PingConsumer = rmif_core::Client::new(
+        rmif_core::ConsumerConfig::default(),
+        RegistryDiscovery::new(RegistryClient::connect(&members)),
+    )
+    .stub();
     let listed = |list: &tokio::sync::watch::Receiver<rmif_core::ProviderSet>| {
         list.borrow().providers.iter().any(|p| p.addr == proxy.addr)
     };
@@ -72,6 +79,21 @@ async fn a_provider_whose_port_stops_answering_is_marked_unavailable_then_availa
     eventually("consumers leave it out", Duration::from_secs(5), || {
         let gone = !listed(&list);
         async move { gone.then_some(()) }
+    })
+    .await;
+    // A consumer's calls now all go to the other provider, at once.
+    eventually("calls avoid it", Duration::from_secs(5), || async {
+        let answered = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut answers = Vec::new();
+            for _ in 0..20 {
+                answers.push(consumer.ping().await.ok()?);
+            }
+            Some(answers)
+        })
+        .await
+        .ok()
+        .flatten()?;
+        answered.iter().all(|n| *n == 2).then_some(())
     })
     .await;
 
@@ -205,11 +227,14 @@ async fn a_provider_that_closes_idle_connections_between_probes_is_not_marked() 
     let client = RegistryClient::connect(&members);
     // It closes a connection after 2 intervals of 30 ms without a frame: between two probes,
     // which find it closed and connect again within the probe.
-    let provider = provider_with(rmif_core::ProviderConfig {
-        tick: Duration::from_millis(30),
-        again: 2,
-        ..rmif_core::ProviderConfig::loopback()
-    })
+    let provider = provider_with(
+        rmif_core::ProviderConfig {
+            tick: Duration::from_millis(30),
+            again: 2,
+            ..rmif_core::ProviderConfig::loopback()
+        },
+        0,
+    )
     .await;
     let counted = Counting::start(provider.local_addr()).await;
     let _registration = announce(&members, counted.addr).await;
