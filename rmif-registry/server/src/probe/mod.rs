@@ -264,13 +264,24 @@ impl Leading {
         }
     }
 
-    /// Logs and keeps an alert for each service announced at `addr` (with `Monitor_log`).
+    /// Logs the change for each service announced at `addr`: an alert (WARN, and kept in
+    /// `/rmif/alerts`) with `Monitor_log`, an INFO line without.
     fn alert(&self, addr: SocketAddr, kind: AlertKind, reason: String, down_ms: u64) {
-        let Some(alerts) = &self.alerts else {
-            return;
-        };
         for node in self.nodes.get(&addr).into_iter().flatten() {
             let service = service_of(node);
+            let Some(alerts) = &self.alerts else {
+                match kind {
+                    AlertKind::Unavailable => tracing::info!(
+                        %service, address = %addr, %reason, again = self.config.again,
+                        "provider marked unavailable: its probes failed"
+                    ),
+                    AlertKind::Available => tracing::info!(
+                        %service, address = %addr, %reason, down_ms,
+                        "provider marked available again: it answers probes"
+                    ),
+                }
+                continue;
+            };
             match kind {
                 AlertKind::Unavailable => tracing::warn!(
                     %service, address = %addr, %reason, again = self.config.again,
