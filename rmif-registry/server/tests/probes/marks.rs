@@ -208,7 +208,7 @@ async fn ports_that_do_not_speak_rmif_are_marked_with_the_reason_and_a_healthy_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unavailable_providers_node_still_goes_with_its_session_and_a_new_one_is_marked_again() {
+async fn a_mark_keeps_the_providers_own_data_and_goes_with_its_session() {
     let dir = tempfile::tempdir().unwrap();
     let member = member(dir.path()).await;
     let members = [member.client_addr()];
@@ -216,6 +216,26 @@ async fn an_unavailable_providers_node_still_goes_with_its_session_and_a_new_one
     let silent = impostor(b"").await;
     let registration = announce(&members, silent).await;
     until_unavailable(&client, silent, Duration::from_secs(10)).await;
+    // The provider's side rewrites its node (a new weight, without the mark): its data is
+    // kept, and the leader marks it again.
+    let reweighed = ProviderMetadata {
+        weight: 5,
+        ..ProviderMetadata::default()
+    };
+    client
+        .set(&node_of(silent), &reweighed.to_json(), None)
+        .await
+        .unwrap();
+    let node = eventually("marked again", Duration::from_secs(10), || async {
+        let node = client
+            .get(&node_of(silent), rmif_registry::Consistency::Linearizable)
+            .await
+            .ok()?;
+        let metadata = ProviderMetadata::parse(&node.data).ok()?;
+        metadata.unavailable.is_some().then_some(metadata)
+    })
+    .await;
+    assert_eq!(node.weight, 5, "the provider's own data was overwritten");
     registration.withdraw().await;
     eventually("the node is gone", Duration::from_secs(5), || async {
         mark(&client, silent).await.is_none().then_some(())
