@@ -24,7 +24,9 @@ use crate::system::Change;
 use crate::system::{DISCOVERY_SESSION, MemberPorts, Role, provider_metadata};
 
 /// Each member's properties file and command line: the release `rmif-registry` with its default
-/// Raft timing (25 ms ticks, election after 10, heartbeat every 2), plus `--rmif-set`.
+/// Raft timing (25 ms ticks, election after 10, heartbeat every 2), plus `--rmif-set`. Provider
+/// probes are off: the providers announced here are stand-in addresses no provider serves, and
+/// etcd and ZooKeeper, which these scenarios compare with, probe nothing.
 pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launch> {
     let peer_list = (0..3)
         .map(|i| format!("{}={}", i + 1, loopback(ports.peers[i])))
@@ -36,7 +38,7 @@ pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launc
             std::fs::write(
                 &config,
                 format!(
-                    "node_id={}\npeers={peer_list}\nclient_addr={}\ndata_dir={}\n",
+                    "node_id={}\npeers={peer_list}\nclient_addr={}\ndata_dir={}\nprobe_providers=false\n",
                     i + 1,
                     ports.clients[i],
                     dir.join(format!("rmif-{}", i + 1)).display()

@@ -48,6 +48,7 @@ pub fn provider_metadata(addr: SocketAddr) -> ProviderMetadata {
         compressions: vec!["lz4".to_owned()],
         rmif_version: "0.1.0".to_owned(),
         start_time_ms: 1_764_000_000_000 + u64::from(addr.port()),
+        unavailable: None,
         extra: BTreeMap::from([("zone".to_owned(), "zone-a".into())]),
     }
 }

@@ -7,6 +7,7 @@
 //! rmif get [--stale] PATH | set PATH DATA [--version V] | delete PATH [--version V]
 //! rmif ls PATH | stat PATH | sync | status
 //! rmif watch [--recursive] PATH
+//! rmif alerts [--last N]
 //! rmif elect NAME [--id ID] -- COMMAND…      (runs COMMAND while leading; $RMIF_LEADER_TOKEN)
 //! rmif lock NAME [--wait MS] -- COMMAND…     (runs COMMAND holding the lock; $RMIF_FENCING_TOKEN)
 //! rmif config get NAME | set NAME JSON [--version V | --new] | watch NAME
@@ -116,6 +117,13 @@ enum Command {
     Sync,
     /// Show every member: id, address, role, term, commit and applied index, reachability.
     Status,
+    /// Show the registry's provider alerts (kept by the leader with `Monitor_log=true`): each
+    /// time a provider became unavailable or available again, oldest first.
+    Alerts {
+        /// Only the last N.
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
+    },
     /// Print every change of a node, one line each, until interrupted.
     Watch {
         /// Every change anywhere under the node, not just the node and its children list.
@@ -170,6 +178,7 @@ impl Command {
             | Command::Watch { path, .. } => Some(path),
             Command::Sync
             | Command::Status
+            | Command::Alerts { .. }
             | Command::Elect { .. }
             | Command::Lock { .. }
             | Command::Config { .. } => None,
@@ -445,6 +454,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Status => status(&client, json).await?,
+        Command::Alerts { last } => {
+            let kept = rmif_registry::discovery::alerts(&client).await?;
+            let shown = &kept[kept.len().saturating_sub(last.unwrap_or(kept.len()))..];
+            print_alerts(shown, json);
+        }
         Command::Elect { name, id, command } => {
             let timeout = Duration::from_millis(cli.session_timeout);
             return recipes::elect(&client, timeout, &name, id, &command).await;
@@ -461,6 +475,57 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Config { command } => recipes::config(&client, command, json).await?,
     }
     Ok(0)
+}
+
+/// One line per alert: for people, its time (UTC), kind, service, address, reason and how long
+/// the provider was down; with `--json`, one object each.
+fn print_alerts(alerts: &[rmif_registry::discovery::Alert], json: bool) {
+    use rmif_registry::discovery::AlertKind;
+    if json {
+        for alert in alerts {
+            println!("{}", serde_json::to_value(alert).unwrap_or_default());
+        }
+        return;
+    }
+    if alerts.is_empty() {
+        eprintln!("rmif: no alerts (the registry keeps them with Monitor_log=true)");
+        return;
+    }
+    for alert in alerts {
+        let (kind, down) = match alert.kind {
+            AlertKind::Unavailable => ("UNAVAILABLE", String::new()),
+            AlertKind::Available => ("AVAILABLE", format!(" (down {} ms)", alert.down_ms)),
+        };
+        println!(
+            "{} {kind:<11} {} {} {}{down}",
+            utc(alert.at_ms),
+            alert.service,
+            alert.address,
+            alert.reason
+        );
+    }
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn utc(ms: u64) -> String {
+    let (days, in_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1_000 % 60,
+        in_day % 1_000
+    )
 }
 
 /// Keeps the session alive until Ctrl-C or SIGTERM (then closes it, deleting its ephemeral

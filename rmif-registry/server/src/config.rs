@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rmif_core::config::{ConfigError, Properties, resolve_addr};
+use rmif_core::config::{ConfigError, Properties, parse_millis, resolve_addr};
 
 /// Every key a member's configuration file may hold.
 pub const REGISTRY_KEYS: &[&str] = &[
@@ -23,6 +23,10 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "max_session_timeout_ms",
     "initial_cluster_state",
     "log_engine",
+    "probe_providers",
+    "Tick_time",
+    "Again_time",
+    "Monitor_log",
 ];
 
 /// Where a member keeps its Raft log (`log_engine`).
@@ -81,6 +85,18 @@ pub struct RegistryConfig {
     /// The log engine (`log_engine = wal | redb`); unset: whichever the data directory already
     /// holds, the write-ahead log for a new one.
     pub log_engine: Option<LogEngine>,
+    /// Whether the leader probes the providers announced in its tree (`probe_providers`,
+    /// default true).
+    pub probe_providers: bool,
+    /// How often the leader probes each provider's announced address, and the most one probe
+    /// may take (`Tick_time`, default 3000 ms).
+    pub probe_tick: Duration,
+    /// Failed probes in a row after which the leader marks a provider unavailable
+    /// (`Again_time`, default 3).
+    pub probe_again: u32,
+    /// Log an alert when a provider becomes unavailable or available again, and keep the last
+    /// alerts in `/rmif/alerts` (`Monitor_log`, default false).
+    pub monitor_log: bool,
 }
 
 impl RegistryConfig {
@@ -103,6 +119,10 @@ impl RegistryConfig {
             max_session_timeout: Duration::from_secs(60),
             join_existing: false,
             log_engine: None,
+            probe_providers: true,
+            probe_tick: Duration::from_millis(3000),
+            probe_again: 3,
+            monitor_log: false,
         }
     }
 
@@ -201,6 +221,29 @@ impl RegistryConfig {
         })? {
             config.log_engine = Some(engine);
         }
+        if let Some(probe) = p.take_bool("probe_providers")? {
+            config.probe_providers = probe;
+        }
+        if let Some(tick) = p.take_with("Tick_time", |v| {
+            parse_millis(v).and_then(|tick| {
+                if (Duration::from_millis(10)..=Duration::from_secs(600)).contains(&tick) {
+                    Ok(tick)
+                } else {
+                    Err("must be from 10 ms to 600 s".to_owned())
+                }
+            })
+        })? {
+            config.probe_tick = tick;
+        }
+        if let Some(again) = p.take_with("Again_time", |v| match v.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err("expected a count from 1 to 1000".to_owned()),
+        })? {
+            config.probe_again = again;
+        }
+        if let Some(monitor) = p.take_bool("Monitor_log")? {
+            config.monitor_log = monitor;
+        }
         p.finish(REGISTRY_KEYS)?;
         config.validate(&origin)?;
         Ok(config)
@@ -288,6 +331,27 @@ mod tests {
         assert_eq!(config.peers.len(), 3);
         assert_eq!(config.peer_addr(), "127.0.0.1:7102".parse().unwrap());
         assert_eq!(config.tick, Duration::from_millis(10));
+        assert_eq!(config.probe_tick, Duration::from_secs(3), "the default");
+        assert!(!config.monitor_log);
+        assert!(config.probe_providers);
+    }
+
+    #[test]
+    fn probing_and_alerts_take_the_keys_applications_know() {
+        let config = parse(
+            "node_id=1\npeers=1=127.0.0.1:7101\nclient_addr=127.0.0.1:7001\ndata_dir=d\n\
+             tick_time=150\nAgain_time=4\nMONITOR_LOG=true\n",
+        )
+        .unwrap();
+        assert_eq!(config.probe_tick, Duration::from_millis(150));
+        assert_eq!(config.probe_again, 4);
+        assert!(config.monitor_log);
+        let err = parse(
+            "node_id=1\npeers=1=127.0.0.1:7101\nclient_addr=127.0.0.1:7001\ndata_dir=d\n\
+             Again_time=0\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "Again_time");
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod config;
 mod error;
 mod member;
 mod network;
+mod probe;
 mod replica;
 mod service;
 mod storage;

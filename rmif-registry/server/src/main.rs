@@ -18,7 +18,8 @@ use rmif_registry_server::{RegistryConfig, RegistryServer};
 #[command(name = "rmif-registry", version)]
 struct Args {
     /// Properties file with node_id, peers, client_addr, data_dir (and optional admin_addr,
-    /// raft_tick_ms, election_ticks, heartbeat_ticks, snapshot_entries).
+    /// raft_tick_ms, election_ticks, heartbeat_ticks, snapshot_entries, and the provider probes'
+    /// probe_providers, Tick_time, Again_time, Monitor_log).
     config: Option<PathBuf>,
     /// Start a single member on 127.0.0.1:7000 (or --client-addr) with data in a temporary
     /// directory (or --data-dir). No configuration file needed.

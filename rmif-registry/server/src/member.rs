@@ -1,5 +1,5 @@
-//! A running member: opens its log, starts the Raft replica and the peer network, and serves
-//! the client API with rmif-core.
+//! A running member: opens its log, starts the Raft replica, the peer network and the prober
+//! of providers, and serves the client API with rmif-core.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use rmif_registry::api::RegistryProvider;
 use crate::config::{LogEngine, RegistryConfig};
 use crate::error::ServerError;
 use crate::network::tcp::TcpNetwork;
+use crate::probe::{self, ProbeConfig};
 use crate::replica::{Replica, ReplicaConfig};
 use crate::service::{Identity, RegistryService};
 use crate::storage::{LogStore, RedbStore, StorageMode, WalStore};
@@ -132,6 +133,17 @@ impl RegistryServer {
         members.sort();
         let listener = bind("clients", config.client_addr).await?;
         let client_addr = local_addr("clients", &listener, config.client_addr)?;
+        if config.probe_providers {
+            probe::start(
+                replica.clone(),
+                ProbeConfig {
+                    tick: config.probe_tick,
+                    again: config.probe_again,
+                    monitor_log: config.monitor_log,
+                },
+                shutdown.clone(),
+            );
+        }
         let service = RegistryService::new(
             replica,
             Identity {

@@ -47,6 +47,7 @@ pub fn provider_metadata(
                 compressions: compressions.clone(),
                 rmif_version: RMIF_VERSION.to_owned(),
                 start_time_ms: started,
+                unavailable: None,
                 extra: config
                     .metadata
                     .iter()

@@ -7,8 +7,9 @@
 //!
 //! The list a consumer uses is always one the registry confirmed, or, while the registry cannot
 //! be reached at start, the one the consumer's cache file held: a registry blip never empties
-//! it. Provider nodes whose data is not provider metadata, or that cannot read what this
-//! consumer sends, are left out with a log line naming them.
+//! it. Provider nodes whose data is not provider metadata, that cannot read what this consumer
+//! sends, or that the registry's probes mark unavailable, are left out with a log line naming
+//! them (a provider whose mark is cleared comes back as any changed node does).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -240,6 +241,12 @@ impl ProviderList {
                 metadata
                     .accepts(&self.consumer)
                     .map_err(|why| format!("this consumer cannot call it: {why}"))?;
+                if let Some(down) = &metadata.unavailable {
+                    return Err(format!(
+                        "the registry's probes mark it unavailable: {}",
+                        down.reason
+                    ));
+                }
                 Ok((addr, metadata))
             });
         match parsed {
@@ -665,6 +672,56 @@ mod tests {
             "a change is taken at its word"
         );
         assert_eq!(consumer.borrow().revision, 5);
+    }
+
+    #[tokio::test]
+    async fn a_provider_marked_unavailable_is_not_routable_until_the_mark_is_cleared() {
+        let client = RegistryClient::connect(&[]);
+        let mut list = ProviderList::new(PARENT.to_owned(), ConsumerConfig::default());
+        let marked = |weight| {
+            let mut metadata = ProviderMetadata::parse(&good(weight)).unwrap();
+            metadata.unavailable = Some(crate::discovery::Unavailable {
+                reason: "no answer within 200 ms".into(),
+                since_ms: 1,
+            });
+            metadata.to_json()
+        };
+        let state = WatchMessage {
+            zxid: 1,
+            events: vec![],
+            resync: Some(vec![
+                node("10.0.0.1:9000", &good(10)),
+                node("10.0.0.2:9000", &marked(10)),
+            ]),
+        };
+        list.apply(&state, &client).await;
+        assert_eq!(addrs(&list), ["10.0.0.1:9000"]);
+        assert!(list.left_out["/rmif/services/calc/providers/10.0.0.2:9000"].contains("200 ms"));
+
+        let cleared = WatchMessage {
+            zxid: 2,
+            events: vec![event(
+                ChangeKind::DataChanged,
+                "10.0.0.2:9000",
+                Some(&good(10)),
+            )],
+            resync: None,
+        };
+        assert!(list.apply(&cleared, &client).await);
+        assert_eq!(addrs(&list), ["10.0.0.1:9000", "10.0.0.2:9000"]);
+
+        let down = WatchMessage {
+            zxid: 3,
+            events: vec![event(
+                ChangeKind::DataChanged,
+                "10.0.0.1:9000",
+                Some(&marked(10)),
+            )],
+            resync: None,
+        };
+        assert!(list.apply(&down, &client).await, "marking it is a change");
+        assert_eq!(addrs(&list), ["10.0.0.2:9000"]);
+        assert!(list.by_addr().len() == 1, "nor is it cached");
     }
 
     #[tokio::test]

@@ -30,9 +30,25 @@ pub struct ProviderMetadata {
     pub rmif_version: String,
     /// When the provider started, milliseconds since the Unix epoch.
     pub start_time_ms: u64,
+    /// Set by the registry's leader, never by the provider: the provider's announced address
+    /// failed `Again_time` probes in a row. Consumers do not route to it while it is set; the
+    /// leader clears it when probes succeed again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<Unavailable>,
     /// Anything else (`Metadata.<key>` lines of the properties file; a newer version's fields).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Why and since when the registry considers a provider unavailable (see
+/// [`ProviderMetadata::unavailable`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Unavailable {
+    /// What the last failed probe saw (refused, timed out, not rmif, …).
+    pub reason: String,
+    /// When the leader decided it, milliseconds since the Unix epoch.
+    pub since_ms: u64,
 }
 
 impl Default for ProviderMetadata {
@@ -47,6 +63,7 @@ impl Default for ProviderMetadata {
             compressions: Vec::new(),
             rmif_version: String::new(),
             start_time_ms: 0,
+            unavailable: None,
             extra: BTreeMap::new(),
         }
     }
@@ -222,5 +239,22 @@ mod tests {
             .extra
             .insert("zone".into(), serde_json::Value::String("eu".into()));
         assert_eq!(ProviderMetadata::parse(&metadata.to_json()), Ok(metadata));
+    }
+
+    #[test]
+    fn the_unavailable_mark_round_trips_and_is_absent_when_unset() {
+        let mut metadata = ProviderMetadata::default();
+        assert!(
+            !String::from_utf8(metadata.to_json())
+                .unwrap()
+                .contains("unavailable")
+        );
+        metadata.unavailable = Some(Unavailable {
+            reason: "connection refused".into(),
+            since_ms: 5,
+        });
+        let parsed = ProviderMetadata::parse(&metadata.to_json()).unwrap();
+        assert_eq!(parsed, metadata);
+        assert!(parsed.labels().is_empty(), "the mark is not a label");
     }
 }

@@ -7,6 +7,11 @@
 //! whose data is a consumer's [`ConsumerMetadata`]. A `/` in the service key (from a group) is
 //! written `%2F`.
 //!
+//! The registry's leader probes every announced address (`Tick_time`, `Again_time` of the
+//! registry's configuration) and marks a provider that stopped answering by setting
+//! [`ProviderMetadata::unavailable`] in its node; consumers leave such a provider out until the
+//! mark is cleared. With `Monitor_log`, it also keeps the [`alerts()`] of those changes.
+//!
 //! A provider announces what it serves; a consumer's stub finds it through the registry:
 //!
 //! ```
@@ -62,6 +67,7 @@
 //! ```
 
 mod address;
+mod alerts;
 mod cache;
 mod config;
 mod follow;
@@ -72,11 +78,12 @@ mod registration;
 use rmif_core::ServiceKey;
 
 pub use address::advertised_addr;
+pub use alerts::{ALERTS_KEPT, ALERTS_PATH, Alert, AlertKind, alerts};
 pub use config::{
     CACHE_AFTER, announce, cache_path, consumer_client, consumer_discovery, provider_metadata,
 };
 pub use follow::RegistryDiscovery;
-pub use metadata::{ConsumerMetadata, ProviderMetadata};
+pub use metadata::{ConsumerMetadata, ProviderMetadata, Unavailable};
 pub use registration::Registration;
 
 /// Root of the discovery tree.

@@ -23,6 +23,8 @@ pub struct Settings {
     pub snapshot_entries: u64,
     /// Route every member-to-member and client-to-member connection through a fault proxy.
     pub proxied: bool,
+    /// More lines for every member's configuration file (`key=value`, one a line).
+    pub extra: String,
 }
 
 impl Default for Settings {
@@ -33,6 +35,7 @@ impl Default for Settings {
             election_ticks: 10,
             snapshot_entries: 10_000,
             proxied: false,
+            extra: String::new(),
         }
     }
 }
@@ -110,11 +113,12 @@ impl Cluster {
                     &config,
                     format!(
                         "node_id={id}\npeers={peer_list}\nclient_addr={client_addr}\ndata_dir={}\n\
-                         raft_tick_ms={}\nelection_ticks={}\nheartbeat_ticks=2\nsnapshot_entries={}\n",
+                         raft_tick_ms={}\nelection_ticks={}\nheartbeat_ticks=2\nsnapshot_entries={}\n{}",
                         data_dir.display(),
                         settings.tick_ms,
                         settings.election_ticks,
-                        settings.snapshot_entries
+                        settings.snapshot_entries,
+                        settings.extra
                     ),
                 )
                 .expect("write member configuration");

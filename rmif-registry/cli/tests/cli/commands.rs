@@ -216,3 +216,55 @@ async fn the_cli_watch_prints_one_json_line_per_event() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmif_alerts_prints_the_alerts_the_registry_kept() {
+    use rmif_registry::discovery::{ALERTS_PATH, Alert, AlertKind};
+
+    let cluster = Cluster::start(3).await;
+    let none = rmif(&cluster, &["alerts"]).await;
+    assert_eq!(ok(&none), "");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no alerts"));
+    assert_eq!(ok(&rmif(&cluster, &["--json", "alerts"]).await), "");
+
+    let alert = |at_ms, kind, down_ms| Alert {
+        at_ms,
+        kind,
+        service: "demo.Echo".into(),
+        address: "10.0.0.1:9000".into(),
+        reason: "no answer within 200 ms".into(),
+        down_ms,
+    };
+    let kept = [
+        alert(1_764_500_000_000, AlertKind::Unavailable, 0),
+        alert(1_764_500_001_500, AlertKind::Available, 1_500),
+    ];
+    let client = cluster.client();
+    client
+        .create("/rmif", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    client
+        .create(
+            ALERTS_PATH,
+            &Alert::list_to_json(&kept),
+            CreateMode::PERSISTENT,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        ok(&rmif(&cluster, &["alerts"]).await),
+        "2025-11-30T10:53:20.000Z UNAVAILABLE demo.Echo 10.0.0.1:9000 no answer within 200 ms\n\
+         2025-11-30T10:53:21.500Z AVAILABLE   demo.Echo 10.0.0.1:9000 no answer within 200 ms (down 1500 ms)\n"
+    );
+    let lines = ok(&rmif(&cluster, &["--json", "alerts", "--last", "1"]).await);
+    let objects: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object a line"))
+        .collect();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0]["kind"], "available");
+    assert_eq!(objects[0]["address"], "10.0.0.1:9000");
+    assert_eq!(objects[0]["down_ms"], 1_500);
+}
