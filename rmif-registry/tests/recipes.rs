@@ -625,3 +625,37 @@ async fn a_lock_request_whose_answer_is_lost_is_retried_without_leaving_an_orpha
         .unwrap();
     assert_eq!(granted.stat.czxid, guard.token());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_follows_the_value_across_a_member_failover() {
+    use rmif_registry::recipes::config::{ConfigCenter, Expect};
+    use rmif_testkit::local::LocalCluster;
+
+    let mut cluster = LocalCluster::start(3).await;
+    let publisher = ConfigCenter::new(cluster.client());
+    publisher
+        .publish("failover", &limits(1), Expect::Absent)
+        .await
+        .unwrap();
+    // The subscriber's client talks to member 1 first: its watch is there.
+    let mut subscription = ConfigCenter::new(cluster.client())
+        .subscribe::<Limits>("failover")
+        .await
+        .unwrap();
+    cluster.stop(1).await;
+    for n in 2..=4 {
+        tokio::time::timeout(SOON, publisher.publish("failover", &limits(n), Expect::Any))
+            .await
+            .expect("published after the failover")
+            .unwrap();
+    }
+    let mut seen = vec![1];
+    while seen.last() != Some(&4) {
+        let value = tokio::time::timeout(SOON, subscription.changed())
+            .await
+            .expect("followed after the failover")
+            .expect("still published");
+        seen.push(value.value.max_connections);
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+}
