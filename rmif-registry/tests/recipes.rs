@@ -659,3 +659,28 @@ async fn a_subscriber_follows_the_value_across_a_member_failover() {
     }
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_holder_whose_request_is_deleted_by_hand_learns_it_has_lost_the_lock() {
+    let registry = registry().await;
+    let client = registry.client();
+    let guard = FairLock::new(session(&client, 5000).await, "by-hand")
+        .await
+        .unwrap()
+        .lock()
+        .await
+        .unwrap();
+    let node = client
+        .children(&format!("{LOCKS_PATH}/by-hand"), Consistency::Linearizable)
+        .await
+        .unwrap()
+        .children
+        .remove(0);
+    let path = format!("{LOCKS_PATH}/by-hand/{node}");
+    let (reason, deleted) = tokio::join!(
+        tokio::time::timeout(SOON, guard.lost()),
+        client.delete(&path, None)
+    );
+    deleted.unwrap();
+    assert!(reason.expect("noticed").contains("deleted"));
+}

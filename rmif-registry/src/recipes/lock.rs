@@ -289,15 +289,18 @@ impl LockGuard {
         self.token
     }
 
-    /// Resolves when this grant must be taken as lost, saying why (see
-    /// [`super::session_lost`]): whoever acts under the lock stops when it does.
+    /// Resolves when this grant must be taken as lost, saying why: its session may have
+    /// expired (see [`super::session_lost`]), or its node was deleted (by hand, say). Whoever
+    /// acts under the lock stops when it does.
     pub async fn lost(&self) -> String {
-        let session = &self
-            .entry
-            .as_ref()
-            .expect("a guard holds its entry")
-            .session;
-        super::session_lost(session).await
+        let entry = self.entry.as_ref().expect("a guard holds its entry");
+        tokio::select! {
+            reason = super::session_lost(&entry.session) => reason,
+            gone = deleted(entry.session.client(), &entry.path) => match gone {
+                Ok(()) => "the lock's request node was deleted".to_owned(),
+                Err(error) => format!("cannot follow the lock's request node: {error}"),
+            },
+        }
     }
 
     /// Releases the lock now.
