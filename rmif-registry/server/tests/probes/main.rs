@@ -2,7 +2,6 @@
 //! answering (or never spoke rmif), cleared when it answers again, alerts kept, and probing
 //! carried on by a new leader after the old one is SIGKILLed.
 
-mod cost;
 mod failover;
 mod marks;
 
