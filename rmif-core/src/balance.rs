@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::protocol::ids;
@@ -302,7 +302,11 @@ impl Balancer for P2cEwma {
 #[derive(Debug)]
 pub struct PeakEwma {
     decay: Duration,
-    state: Mutex<Option<(f64, Instant)>>,
+    /// The estimate in nanoseconds, as `f64` bits (0: no sample yet).
+    estimate: AtomicU64,
+    /// When the estimate was last updated, in nanoseconds after `origin`.
+    updated: AtomicU64,
+    origin: Instant,
 }
 
 impl PeakEwma {
@@ -310,37 +314,49 @@ impl PeakEwma {
     pub fn new(decay: Duration) -> Self {
         PeakEwma {
             decay,
-            state: Mutex::new(None),
+            estimate: AtomicU64::new(0),
+            updated: AtomicU64::new(0),
+            origin: Instant::now(),
         }
     }
 
     /// Folds in a call that took `latency`, completed at `now`.
+    ///
+    /// Lock-free, as it runs once per call: calls completing at the same moment may each
+    /// compute from the same previous estimate, and one of their samples is then lost, which
+    /// an estimate can afford.
     pub fn observe(&self, latency: Duration, now: Instant) {
         let sample = latency.as_nanos() as f64;
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let estimate = match *state {
-            Some((estimate, _)) if sample > estimate => sample,
-            Some((estimate, at)) => {
-                let kept = self.kept_since(at, now);
-                estimate * kept + sample * (1.0 - kept)
-            }
-            None => sample,
+        let previous = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+        let estimate = if previous == 0.0 || sample > previous {
+            sample
+        } else {
+            let kept = self.kept_since(self.updated.load(Ordering::Relaxed), now);
+            previous * kept + sample * (1.0 - kept)
         };
-        *state = Some((estimate, now));
+        self.updated
+            .store(self.since_origin(now), Ordering::Relaxed);
+        self.estimate.store(estimate.to_bits(), Ordering::Relaxed);
     }
 
     /// The estimate at `now` in nanoseconds (0 before the first sample).
     pub fn nanos(&self, now: Instant) -> u64 {
-        let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match state {
-            Some((estimate, at)) => ((estimate * self.kept_since(at, now)) as u64).max(1),
-            None => 0,
+        let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+        if estimate == 0.0 {
+            return 0;
         }
+        let kept = self.kept_since(self.updated.load(Ordering::Relaxed), now);
+        ((estimate * kept) as u64).max(1)
     }
 
-    /// The share of the old estimate kept after the time from `at` to `now`.
-    fn kept_since(&self, at: Instant, now: Instant) -> f64 {
-        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+    fn since_origin(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_nanos() as u64
+    }
+
+    /// The share of the old estimate kept from `updated` (nanoseconds after the origin) to
+    /// `now`.
+    fn kept_since(&self, updated: u64, now: Instant) -> f64 {
+        let elapsed = self.since_origin(now).saturating_sub(updated) as f64 / 1e9;
         (-elapsed / self.decay.as_secs_f64().max(1e-9)).exp()
     }
 }

@@ -49,7 +49,7 @@ impl Attempt<'_> {
         match tokio::time::timeout_at(self.deadline.at, rx).await {
             Ok(Ok(frame)) => {
                 waiting.disarm();
-                endpoint.observe_latency(sent_at.elapsed());
+                endpoint.observe_latency(sent_at);
                 if frame.header.status == Status::DeadlineExceeded as u8 {
                     // The provider gave up a moment before this side would have.
                     return Err(self.timeout());

@@ -147,9 +147,12 @@ impl Endpoint {
         InFlight(self)
     }
 
-    /// Folds one call's latency into the estimate.
-    pub(crate) fn observe_latency(&self, latency: Duration) {
-        self.latency.observe(latency, std::time::Instant::now());
+    /// Folds into the estimate a call whose request left at `sent_at` and that was answered
+    /// now.
+    pub(crate) fn observe_latency(&self, sent_at: tokio::time::Instant) {
+        let now = tokio::time::Instant::now();
+        self.latency
+            .observe(now.duration_since(sent_at), now.into_std());
     }
 
     /// The current connection: waits (until `deadline`) while the first attempt is under way,
