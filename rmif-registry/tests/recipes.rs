@@ -684,3 +684,21 @@ async fn a_holder_whose_request_is_deleted_by_hand_learns_it_has_lost_the_lock()
     deleted.unwrap();
     assert!(reason.expect("noticed").contains("deleted"));
 }
+
+#[tokio::test]
+async fn a_session_shared_by_recipes_is_closed_by_any_holder_and_its_nodes_go() {
+    let registry = registry().await;
+    let client = registry.client();
+    let shared = session(&client, 5000).await;
+    let held = FairLock::new(shared.clone(), "shared")
+        .await
+        .unwrap()
+        .lock()
+        .await
+        .unwrap();
+    // Closing through the Arc, while the guard still holds its own handle.
+    shared.close().await.unwrap();
+    until_requests(&client, "shared", 0).await;
+    assert_eq!(shared.state(), rmif_registry::SessionState::Closed);
+    drop(held);
+}

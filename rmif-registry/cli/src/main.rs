@@ -3,7 +3,7 @@
 //! ```text
 //! rmif [--servers host:port,…] [--json] [--session-timeout MS] COMMAND
 //!
-//! rmif create [--ephemeral [--hold]] [--sequential] PATH [DATA]
+//! rmif create [-p] [--ephemeral [--hold]] [--sequential] PATH [DATA]
 //! rmif get [--stale] PATH | set PATH DATA [--version V] | delete PATH [--version V]
 //! rmif ls PATH | stat PATH | sync | status
 //! rmif watch [--recursive] PATH
@@ -72,6 +72,9 @@ enum Command {
         /// Append a 10-digit sequence number to the name.
         #[arg(long)]
         sequential: bool,
+        /// Create missing parent nodes first (empty, persistent), as `mkdir -p` does.
+        #[arg(short = 'p', long)]
+        parents: bool,
         /// Path of the node (the name prefix, for a sequential node).
         path: String,
         /// Its data.
@@ -328,9 +331,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             ephemeral,
             hold,
             sequential,
+            parents,
             path,
             data,
         } => {
+            if parents {
+                client
+                    .create_path(rmif_registry::path::parent(&path))
+                    .await?;
+            }
             let mode = CreateMode {
                 ephemeral,
                 sequential,

@@ -49,9 +49,7 @@ pub(crate) async fn elect(
     let code = run_while(command, LEADER_TOKEN, token, candidacy.lost(), name).await?;
     // Done: the next candidate may lead.
     let _ = candidacy.resign().await;
-    if let Ok(session) = Arc::try_unwrap(session) {
-        let _ = session.close().await;
-    }
+    let _ = session.close().await;
     Ok(code)
 }
 

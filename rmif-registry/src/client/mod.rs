@@ -256,6 +256,53 @@ impl RegistryClient {
         .await
     }
 
+    /// Creates `path` and every missing ancestor as empty persistent nodes, as `mkdir -p`
+    /// does; nodes that exist are left as they are.
+    pub async fn create_path(&self, path: &str) -> Result<(), RegistryError> {
+        crate::path::validate(path)?;
+        let mut prefix = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            prefix.push('/');
+            prefix.push_str(part);
+            match self.create(&prefix, b"", CreateMode::PERSISTENT).await {
+                Ok(_) | Err(RegistryError::NodeExists { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a node like [`RegistryClient::create`], first creating its missing ancestors
+    /// as empty persistent nodes ([`RegistryClient::create_path`]).
+    ///
+    /// ```
+    /// use rmif_registry::{Consistency, CreateMode, RegistryClient};
+    /// # use rmif_registry_server::{RegistryConfig, RegistryServer};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let data = tempfile::tempdir()?;
+    /// # let member = RegistryServer::start(RegistryConfig::single("127.0.0.1:0".parse()?, data.path())).await?;
+    /// # let members = [member.client_addr()];
+    /// let client = RegistryClient::connect(&members);
+    /// client.create_with_parents("/apps/shop/config", b"v1", CreateMode::PERSISTENT).await?;
+    /// assert_eq!(client.get("/apps/shop", Consistency::Linearizable).await?.data, b"");
+    /// # member.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_with_parents(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> Result<Created, RegistryError> {
+        crate::path::validate(path)?;
+        let parent = crate::path::parent(path);
+        if parent != "/" {
+            self.create_path(parent).await?;
+        }
+        self.create(path, data, mode).await
+    }
+
     /// Replaces a node's data, if its version is `version` (when given).
     pub async fn set(
         &self,

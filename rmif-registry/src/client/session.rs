@@ -270,8 +270,10 @@ impl Session {
         Ok(answer)
     }
 
-    /// Ends the session now; its ephemeral nodes are deleted.
-    pub async fn close(self) -> Result<(), RegistryError> {
+    /// Ends the session now; its ephemeral nodes are deleted. Takes `&self`, so that a session
+    /// shared (in an `Arc`, by recipes or tasks) can be closed by any holder; requests made in it
+    /// afterwards fail with [`RegistryError::SessionExpired`].
+    pub async fn close(&self) -> Result<(), RegistryError> {
         let call = self.call();
         let request = SessionRequest {
             session: self.inner.id,

@@ -115,26 +115,12 @@ impl Drop for Presence {
     }
 }
 
-/// Creates `path` and its missing ancestors as persistent nodes.
-pub(crate) async fn ensure_path(
-    client: &RegistryClient,
-    target: &str,
-) -> Result<(), RegistryError> {
-    let mut current = String::new();
-    for name in target.split('/').filter(|n| !n.is_empty()) {
-        current.push('/');
-        current.push_str(name);
-        match client.create(&current, b"", CreateMode::PERSISTENT).await {
-            Ok(_) | Err(RegistryError::NodeExists { .. }) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
 /// Creates one held node in `session`, its parents first.
 async fn create(session: &Session, node: &Held) -> Result<(), RegistryError> {
-    ensure_path(session.client(), crate::path::parent(&node.path)).await?;
+    session
+        .client()
+        .create_path(crate::path::parent(&node.path))
+        .await?;
     let mode = CreateMode {
         ephemeral: true,
         sequential: node.sequential,

@@ -43,7 +43,6 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::ensure_path;
 use crate::api::WatchMode;
 use crate::client::CreateMode;
 use crate::error::RegistryError;
@@ -137,7 +136,7 @@ impl ConfigCenter {
                 name: name.to_owned(),
                 reason: error.to_string(),
             })?;
-        ensure_path(&self.client, CONFIG_PATH).await?;
+        self.client.create_path(CONFIG_PATH).await?;
         let create = || self.client.create(&path, &data, CreateMode::PERSISTENT);
         match expect {
             Expect::Absent => Ok(create().await?.stat.version),

@@ -44,7 +44,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{create_entry, deleted, ended, ensure_path, queue_order, remove_entry, session_ended};
+use super::{create_entry, deleted, ended, queue_order, remove_entry, session_ended};
 use crate::error::RegistryError;
 use crate::path::name as name_of;
 use crate::{Consistency, RegistryClient, Session, SessionState};
@@ -97,7 +97,7 @@ impl Election {
     pub async fn new(session: Arc<Session>, name: &str) -> Result<Self, RegistryError> {
         let path = format!("{ELECTIONS_PATH}/{name}");
         crate::path::validate(&path)?;
-        ensure_path(session.client(), &path).await?;
+        session.client().create_path(&path).await?;
         Ok(Election { session, path })
     }
 

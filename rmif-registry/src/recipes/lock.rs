@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{create_entry, deleted, ensure_path, queue_order, remove_entry};
+use super::{create_entry, deleted, queue_order, remove_entry};
 use crate::error::RegistryError;
 use crate::path::name as name_of;
 use crate::{Consistency, Session};
@@ -202,7 +202,7 @@ impl FairLock {
     pub async fn new(session: Arc<Session>, name: &str) -> Result<Self, RegistryError> {
         let path = format!("{LOCKS_PATH}/{name}");
         crate::path::validate(&path)?;
-        ensure_path(session.client(), &path).await?;
+        session.client().create_path(&path).await?;
         Ok(FairLock { session, path })
     }
 

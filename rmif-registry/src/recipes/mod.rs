@@ -23,20 +23,6 @@ use tokio::sync::watch;
 /// Digits of the counter the registry appends to a sequential node's name.
 const SEQUENCE_DIGITS: usize = 10;
 
-/// Creates `path` and its missing parents as persistent nodes (nodes that exist are kept).
-pub(crate) async fn ensure_path(client: &RegistryClient, path: &str) -> Result<(), RegistryError> {
-    let mut prefix = String::new();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        prefix.push('/');
-        prefix.push_str(part);
-        match client.create(&prefix, b"", CreateMode::PERSISTENT).await {
-            Ok(_) | Err(RegistryError::NodeExists { .. }) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
 /// The children of `parent` that are queue entries (`prefix` + sequence), in queue order.
 pub(crate) fn queue_order(list: ChildList, prefixes: &[&str]) -> Vec<String> {
     let mut entries: Vec<String> = list

@@ -46,7 +46,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::election::{Election, Leadership};
-use super::ensure_path;
 use crate::client::CreateMode;
 use crate::error::RegistryError;
 use crate::{Consistency, RegistryClient};
@@ -200,7 +199,7 @@ where
     F: FnMut(u64) -> Fut,
     Fut: Future<Output = ()>,
 {
-    ensure_path(client, SCHEDULES_PATH).await?;
+    client.create_path(SCHEDULES_PATH).await?;
     match client.create(record, b"0", CreateMode::PERSISTENT).await {
         Ok(_) | Err(RegistryError::NodeExists { .. }) => {}
         Err(error) => return Err(error),

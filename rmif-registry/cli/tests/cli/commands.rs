@@ -268,3 +268,20 @@ async fn rmif_alerts_prints_the_alerts_the_registry_kept() {
     assert_eq!(objects[0]["address"], "10.0.0.1:9000");
     assert_eq!(objects[0]["down_ms"], 1_500);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_with_parents_makes_the_missing_ones_and_without_it_names_the_missing_parent() {
+    let cluster = Cluster::start(3).await;
+    let without = rmif(&cluster, &["create", "/deep/er/node", "x"]).await;
+    assert_eq!(without.status.code(), Some(10), "no such parent");
+    let with = rmif(&cluster, &["create", "-p", "/deep/er/node", "x"]).await;
+    assert_eq!(ok(&with).trim(), "created /deep/er/node");
+    assert_eq!(
+        ok(&rmif(&cluster, &["get", "/deep/er/node"]).await).trim(),
+        "x"
+    );
+    assert_eq!(ok(&rmif(&cluster, &["get", "/deep/er"]).await).trim(), "");
+    // Existing parents are kept as they are.
+    let again = rmif(&cluster, &["create", "-p", "/deep/er/other", "y"]).await;
+    assert_eq!(ok(&again).trim(), "created /deep/er/other");
+}
