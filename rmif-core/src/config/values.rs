@@ -39,6 +39,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_address_may_name_its_host() {
+        let addr = resolve_addr("localhost:7000").expect("localhost resolves");
+        assert!(addr.ip().is_loopback() && addr.port() == 7000, "{addr}");
+        assert_eq!(
+            resolve_addr("10.1.2.3:99"),
+            Ok("10.1.2.3:99".parse().unwrap())
+        );
+        let error = resolve_addr("localhost").unwrap_err();
+        assert!(
+            error.contains("`localhost` is not a reachable host:port"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn millis_accepts_suffixes() {
         assert_eq!(parse_millis("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_millis("2s"), Ok(Duration::from_secs(2)));

@@ -285,3 +285,23 @@ async fn create_with_parents_makes_the_missing_ones_and_without_it_names_the_mis
     let again = rmif(&cluster, &["create", "-p", "/deep/er/other", "y"]).await;
     assert_eq!(ok(&again).trim(), "created /deep/er/other");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_may_be_given_by_host_name() {
+    let cluster = Cluster::start(3).await;
+    let by_name: Vec<String> = cluster
+        .client()
+        .servers()
+        .iter()
+        .map(|addr| format!("localhost:{}", addr.port()))
+        .collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_rmif"))
+            .args(["--servers", &by_name.join(","), "create", "/named", "yes"])
+            .output()
+            .expect("run rmif")
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok(&output).trim(), "created /named");
+}
