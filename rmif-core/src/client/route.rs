@@ -274,12 +274,32 @@ impl Route {
                 detail: match snapshot.providers.len() {
                     0 => ": the provider list is empty".to_owned(),
                     n => format!(
-                        ": all {n} known providers are unreachable or already failed this call"
+                        ": all {n} known providers are unreachable or already failed this call ({})",
+                        why_each_is_out(&snapshot, excluded)
                     ),
                 },
             }),
         }
     }
+}
+
+/// For an error: why each provider of `snapshot` could not take a call, by address.
+fn why_each_is_out(snapshot: &Snapshot, excluded: &[SocketAddr]) -> String {
+    let reasons: Vec<String> = snapshot
+        .providers
+        .iter()
+        .map(|(_, endpoint)| {
+            let why = if excluded.contains(&endpoint.addr()) {
+                "already failed this call".to_owned()
+            } else if endpoint.outlier().is_ejected() {
+                "ejected after failing calls in a row".to_owned()
+            } else {
+                endpoint.describe_state()
+            };
+            format!("{}: {why}", endpoint.addr())
+        })
+        .collect();
+    reasons.join("; ")
 }
 
 impl Route {

@@ -95,3 +95,21 @@ fn clients_and_stubs_can_be_made_before_a_runtime_runs() {
         server.shutdown().await;
     });
 }
+
+#[tokio::test]
+async fn a_call_with_every_provider_down_names_each_and_why() {
+    let addr = unused_addr();
+    let stub = stub_for(addr);
+    // The first call finds out that the provider refuses connections.
+    assert!(stub.add(1, 2).await.is_err());
+    match stub.add(1, 2).await {
+        Err(crate::support::CalcError::Rpc(Error::NoProvider { detail, .. })) => {
+            assert!(
+                detail.contains(&format!("{addr}: connect failed")),
+                "{detail}"
+            );
+            assert!(detail.contains("refused"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
