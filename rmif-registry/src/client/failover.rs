@@ -64,7 +64,7 @@ pub(crate) struct Plan {
 ///
 /// When it gives up after failures that all allowed another attempt, it reports the last answer
 /// a member gave (say, "no quorum") rather than the connection failures of members that are
-/// down, which say less.
+/// down, which say less; when no member could be reached at all, it names each with its cause.
 pub(crate) async fn run<T, F, Fut>(
     client: &RegistryClient,
     plan: Plan,
@@ -80,12 +80,17 @@ where
     }
     let mut tried = 0usize;
     let mut answered: Option<RegistryError> = None;
+    // Why each member could not be reached, if it could not (its last failure).
+    let mut unreachable: Vec<Option<String>> = vec![None; members];
     loop {
         let member = (plan.start + tried) % members;
         let error = match attempt(member).await {
             Ok(value) => return Ok((value, member)),
             Err(error) => error,
         };
+        if is_unreachable(&error) {
+            unreachable[member] = Some(cause(&error, &client.addr(member).to_string()));
+        }
         let out_of_time = plan.deadline.is_some_and(|d| Instant::now() >= d);
         if !plan.retry.allows(&error) || out_of_time {
             return Err(match (error, answered) {
@@ -93,6 +98,7 @@ where
                 (error @ RegistryError::Rpc(_), Some(answer)) if plan.retry.allows(&error) => {
                     answer
                 }
+                (error, _) if is_unreachable(&error) => none_reached(client, &unreachable, error),
                 (error, _) => error,
             });
         }
@@ -110,6 +116,57 @@ where
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+/// A failure to reach a member at all (refused, unreachable), as opposed to its answer or a
+/// request lost on the way.
+fn is_unreachable(error: &RegistryError) -> bool {
+    matches!(
+        error,
+        RegistryError::Rpc(
+            rmif_core::Error::Unavailable { .. } | rmif_core::Error::NoProvider { .. }
+        )
+    )
+}
+
+/// Why the member at `addr` could not be reached, without the wording around it: rmif-core's
+/// error names the address followed by the cause.
+fn cause(error: &RegistryError, addr: &str) -> String {
+    let text = error.to_string();
+    let marker = format!("{addr}: ");
+    match text.find(&marker) {
+        // The cause, less the parenthesis that closes rmif-core's list around it.
+        Some(at) => {
+            let rest = &text[at + marker.len()..];
+            rest.strip_suffix(')').unwrap_or(rest).to_owned()
+        }
+        None => text,
+    }
+}
+
+/// The error for a request that reached no member: every member tried, with its cause; `last`
+/// itself if only one member was tried.
+fn none_reached(
+    client: &RegistryClient,
+    unreachable: &[Option<String>],
+    last: RegistryError,
+) -> RegistryError {
+    let causes: Vec<String> = unreachable
+        .iter()
+        .enumerate()
+        .filter_map(|(member, cause)| Some(format!("{}: {}", client.addr(member), cause.as_ref()?)))
+        .collect();
+    if causes.len() < 2 {
+        return last;
+    }
+    RegistryError::Rpc(rmif_core::Error::NoProvider {
+        service: "rmif.Registry".to_owned(),
+        detail: format!(
+            ": none of the {} members tried could be reached ({})",
+            causes.len(),
+            causes.join("; ")
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -169,6 +226,31 @@ mod tests {
         })
         .await;
         (outcome, tried.into_inner().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_reaches_no_member_names_each_with_its_cause() {
+        let client = client(2);
+        let answers = std::iter::repeat_with(|| Err(refused()))
+            .take(1000)
+            .collect();
+        let (outcome, _) = script(
+            &client,
+            plan(0, Retry::Retryable, Some(Duration::from_millis(300))),
+            answers,
+        )
+        .await;
+        let error = outcome.unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("none of the 2 members tried could be reached"),
+            "{text}"
+        );
+        assert!(
+            text.contains("127.0.0.1:1: ") && text.contains("127.0.0.2:1: "),
+            "{text}"
+        );
+        assert_eq!(error.kind(), crate::ErrorKind::Unreachable);
     }
 
     #[tokio::test(start_paused = true)]
