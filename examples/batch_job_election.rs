@@ -7,7 +7,7 @@
 //! `cargo run --example batch_job_election` (an embedded registry), or
 //! `cargo run --example batch_job_election -- 127.0.0.1:7000` (a running one).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,15 +25,8 @@ const SESSION: Duration = Duration::from_secs(2);
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     rmif_suite::init_logging();
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("--machine") {
-        let name = args.next().ok_or("--machine NAME MEMBERS")?;
-        let members = args.next().ok_or("--machine NAME MEMBERS")?;
-        let members = members
-            .split(',')
-            .map(str::parse)
-            .collect::<Result<Vec<_>, _>>()?;
-        return machine(&name, RegistryClient::connect(&members)).await;
+    if let Some((name, client)) = rmif_suite::worker_role()? {
+        return machine(&name, client).await;
     }
 
     let registry = ExampleRegistry::from_args().await?;
@@ -45,14 +38,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(error) => return Err(error.into()),
     }
-    let members: Vec<String> = registry.members.iter().map(|m| m.to_string()).collect();
     let mut machines: Vec<(&str, Child)> = Vec::new();
     for name in ["machine-1", "machine-2", "machine-3"] {
-        let child = Command::new(std::env::current_exe()?)
-            .args(["--machine", name, &members.join(",")])
-            // A machine ends when this process does (its stdin closes).
-            .stdin(Stdio::piped())
-            .spawn()?;
+        let child = registry.worker_command(name)?.spawn()?;
         machines.push((name, child));
         // One after the other, so that they stand in this order.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -89,10 +77,6 @@ async fn progress(client: &RegistryClient) -> Result<(u32, u32), Box<dyn std::er
 
 /// One machine: stands, and while it leads runs the next batch and records it.
 async fn machine(name: &str, client: RegistryClient) -> Result<(), Box<dyn std::error::Error>> {
-    std::thread::spawn(|| {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0);
-    });
     let session = Arc::new(client.open_session(SESSION).await?);
     let election = Election::new(session, "nightly-batch").await?;
     let mut candidacy = election.campaign(name).await?;

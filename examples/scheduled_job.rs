@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -23,26 +23,17 @@ const TICKS: usize = 8;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     rmif_suite::init_logging();
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("--node") {
-        let name = args.next().ok_or("--node NAME MEMBERS")?;
-        let members = args.next().ok_or("--node NAME MEMBERS")?;
-        let members = members
-            .split(',')
-            .map(str::parse)
-            .collect::<Result<Vec<_>, _>>()?;
-        return node(&name, RegistryClient::connect(&members)).await;
+    if let Some((name, client)) = rmif_suite::worker_role()? {
+        return node(&name, client).await;
     }
 
     let registry = ExampleRegistry::from_args().await?;
-    let members: Vec<String> = registry.members.iter().map(|m| m.to_string()).collect();
     // Every node's output lines, as (node, tick).
     let (lines, ran) = mpsc::channel::<(String, u64)>();
     let mut nodes: BTreeMap<String, Child> = BTreeMap::new();
     for name in ["node-1", "node-2", "node-3"] {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["--node", name, &members.join(",")])
-            .stdin(Stdio::piped())
+        let mut child = registry
+            .worker_command(name)?
             .stdout(Stdio::piped())
             .spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -89,11 +80,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// One node: registers the report and prints each tick it runs.
 async fn node(name: &str, client: RegistryClient) -> Result<(), Box<dyn std::error::Error>> {
-    // The node ends when the example does (its stdin closes).
-    std::thread::spawn(|| {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0);
-    });
     let _job = Schedule::every(Duration::from_millis(300))
         .session_timeout(Duration::from_secs(2))
         .start(client, "hourly-report", name, |tick| async move {

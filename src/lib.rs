@@ -95,3 +95,45 @@ impl ExampleRegistry {
         rmif_registry::RegistryClient::connect(&self.members)
     }
 }
+
+/// The flag with which an example runs itself again as one of its worker processes.
+const WORKER: &str = "--worker";
+
+impl ExampleRegistry {
+    /// The command that runs this example again as worker `name` of this registry (see
+    /// [`worker_role`]); the worker ends when this process does (its stdin closes).
+    pub fn worker_command(&self, name: &str) -> std::io::Result<std::process::Command> {
+        let members: Vec<String> = self.members.iter().map(|m| m.to_string()).collect();
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command
+            .args([WORKER, name, &members.join(",")])
+            .stdin(std::process::Stdio::piped());
+        Ok(command)
+    }
+}
+
+/// When this process was started by [`ExampleRegistry::worker_command`]: its name and a client
+/// of the registry; it exits once its parent's end of its stdin closes.
+pub fn worker_role()
+-> Result<Option<(String, rmif_registry::RegistryClient)>, Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() != Some(WORKER) {
+        return Ok(None);
+    }
+    let usage = "--worker NAME MEMBERS";
+    let name = args.next().ok_or(usage)?;
+    let members = args
+        .next()
+        .ok_or(usage)?
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<Vec<std::net::SocketAddr>, _>>()?;
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    Ok(Some((
+        name,
+        rmif_registry::RegistryClient::connect(&members),
+    )))
+}

@@ -55,10 +55,8 @@ pub(crate) async fn deleted(client: &RegistryClient, path: &str) -> Result<(), R
             Some(Err(error)) => return Err(error),
             None => continue,
         }
-        match client.stat(path, Consistency::Linearizable).await {
-            Err(RegistryError::NoNode { .. }) => return Ok(()),
-            Err(error) => return Err(error),
-            Ok(_) => {}
+        if gone(client, path).await? {
+            return Ok(());
         }
         loop {
             match watcher.next().await {
@@ -69,11 +67,18 @@ pub(crate) async fn deleted(client: &RegistryClient, path: &str) -> Result<(), R
                 None => break,
             }
         }
-        match client.stat(path, Consistency::Linearizable).await {
-            Err(RegistryError::NoNode { .. }) => return Ok(()),
-            Err(error) => return Err(error),
-            Ok(_) => {}
+        if gone(client, path).await? {
+            return Ok(());
         }
+    }
+}
+
+/// Whether the node at `path` is gone now.
+async fn gone(client: &RegistryClient, path: &str) -> Result<bool, RegistryError> {
+    match client.stat(path, Consistency::Linearizable).await {
+        Err(RegistryError::NoNode { .. }) => Ok(true),
+        Err(error) => Err(error),
+        Ok(_) => Ok(false),
     }
 }
 
