@@ -19,6 +19,7 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "election_ticks",
     "heartbeat_ticks",
     "snapshot_entries",
+    "snapshot_log_mb",
     "min_session_timeout_ms",
     "max_session_timeout_ms",
     "initial_cluster_state",
@@ -74,6 +75,10 @@ pub struct RegistryConfig {
     /// Applied entries between snapshots (`snapshot_entries`, default 100,000, as etcd's
     /// `snapshot-count` and ZooKeeper's `snapCount`).
     pub snapshot_entries: u64,
+    /// Megabytes of entries appended to the log between snapshots (`snapshot_log_mb`, default
+    /// 32), whichever of this and `snapshot_entries` comes first: with large values the log
+    /// would otherwise grow to gigabytes, and a restart would replay all of it.
+    pub snapshot_log_bytes: u64,
     /// Smallest session timeout granted (`min_session_timeout_ms`, default 500).
     pub min_session_timeout: Duration,
     /// Largest session timeout granted (`max_session_timeout_ms`, default 60,000).
@@ -115,6 +120,7 @@ impl RegistryConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             snapshot_entries: 100_000,
+            snapshot_log_bytes: 32 * 1024 * 1024,
             min_session_timeout: Duration::from_millis(500),
             max_session_timeout: Duration::from_secs(60),
             join_existing: false,
@@ -199,6 +205,12 @@ impl RegistryConfig {
             _ => Err("expected at least 10".to_owned()),
         })? {
             config.snapshot_entries = entries;
+        }
+        if let Some(megabytes) = p.take_with("snapshot_log_mb", |v| match v.parse::<u64>() {
+            Ok(n) if (1..=1024 * 1024).contains(&n) => Ok(n),
+            _ => Err("expected megabytes, from 1 to 1048576".to_owned()),
+        })? {
+            config.snapshot_log_bytes = megabytes * 1024 * 1024;
         }
         if let Some(min) = p.take_millis("min_session_timeout_ms")? {
             config.min_session_timeout = min;
@@ -387,6 +399,16 @@ mod tests {
                 format!("{base}peers=1=127.0.0.1:7100\nlog_engine=rocksdb\n"),
                 "log_engine",
                 "expected wal or redb",
+            ),
+            (
+                format!("{base}peers=1=127.0.0.1:7100\nsnapshot_log_mb=0\n"),
+                "snapshot_log_mb",
+                "expected megabytes, from 1",
+            ),
+            (
+                format!("{base}peers=1=127.0.0.1:7100\nsnapshot_log_mb=lots\n"),
+                "snapshot_log_mb",
+                "expected megabytes, from 1",
             ),
         ];
         for (text, key, reason) in cases {

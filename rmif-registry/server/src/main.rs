@@ -13,13 +13,19 @@ use clap::Parser;
 use rmif_core::config::Properties;
 use rmif_registry_server::{RegistryConfig, RegistryServer};
 
+/// A member allocates millions of small objects (tree nodes, log entries) and frees them from
+/// other threads; mimalloc does both faster than the system allocator, which shows most in a
+/// restart: rebuilding a tree of 500,000 nodes from a snapshot took half the time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs one registry member until SIGTERM or Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(name = "rmif-registry", version)]
 struct Args {
     /// Properties file with node_id, peers, client_addr, data_dir (and optional admin_addr,
-    /// raft_tick_ms, election_ticks, heartbeat_ticks, snapshot_entries, and the provider probes'
-    /// probe_providers, Tick_time, Again_time, Monitor_log).
+    /// raft_tick_ms, election_ticks, heartbeat_ticks, snapshot_entries, snapshot_log_mb, and the
+    /// provider probes' probe_providers, Tick_time, Again_time, Monitor_log).
     config: Option<PathBuf>,
     /// Start a single member on 127.0.0.1:7000 (or --client-addr) with data in a temporary
     /// directory (or --data-dir). No configuration file needed.

@@ -17,7 +17,7 @@ use crate::config::{LogEngine, RegistryConfig};
 use crate::error::ServerError;
 use crate::network::tcp::TcpNetwork;
 use crate::probe::{self, ProbeConfig};
-use crate::replica::{Replica, ReplicaConfig};
+use crate::replica::{Replica, ReplicaConfig, SnapshotPolicy};
 use crate::service::{Identity, RegistryService};
 use crate::storage::{LogStore, RedbStore, StorageMode, WalStore};
 
@@ -118,7 +118,10 @@ impl RegistryServer {
                 tick: config.tick,
                 election_ticks: config.election_ticks,
                 heartbeat_ticks: config.heartbeat_ticks,
-                snapshot_every: config.snapshot_entries,
+                snapshots: SnapshotPolicy {
+                    entries: config.snapshot_entries,
+                    log_bytes: config.snapshot_log_bytes,
+                },
                 join_existing: config.join_existing,
             },
             store,

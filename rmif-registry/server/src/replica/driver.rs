@@ -22,7 +22,7 @@ use super::proposals::Proposals;
 use super::reads::Reads;
 use super::rejoin::{self, Rejoin};
 use super::sessions::SessionLiveness;
-use super::snapshots::Snapshots;
+use super::snapshots::{Made, Snapshots};
 use super::{RaftStatus, ReplicaConfig, ReplicaShared, Request, role_name};
 use crate::error::ServerError;
 use crate::network::{PeerEvent, PeerInbound, PeerMessage, PeerNetwork};
@@ -45,8 +45,8 @@ pub struct Inputs {
     pub peer_events: mpsc::UnboundedReceiver<PeerEvent>,
     /// Writes made durable (or the error that stopped the writes).
     pub persisted: mpsc::UnboundedReceiver<Result<Persisted, ServerError>>,
-    /// Snapshots of the tree, serialized.
-    pub snapshots_made: mpsc::UnboundedReceiver<Snapshot>,
+    /// Snapshots of the tree, made (or why one could not be).
+    pub snapshots_made: mpsc::UnboundedReceiver<Made>,
 }
 
 /// The Raft node and the parts of the replica it drives.
@@ -76,8 +76,7 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// A driver of `raw`, whose state starts at `last_snapshot`. Also returns where its
-    /// serialized snapshots arrive (one of its [`Inputs`]).
+    /// A driver of `raw`, whose state starts at the latest of its `snapshots`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: ReplicaConfig,
@@ -87,13 +86,13 @@ impl Driver {
         network: Box<dyn PeerNetwork>,
         shared: Arc<ReplicaShared>,
         rejoin: Rejoin,
-        last_snapshot: u64,
-    ) -> (Driver, mpsc::UnboundedReceiver<Snapshot>) {
-        let (snapshots, made) = Snapshots::new(config.snapshot_every, last_snapshot);
+        snapshots: Snapshots,
+    ) -> Driver {
         let commit = raw.raft.raft_log.committed;
+        let last_snapshot = snapshots.last();
         let replay =
             (commit > last_snapshot).then(|| (commit, last_snapshot, std::time::Instant::now()));
-        let driver = Driver {
+        Driver {
             id: config.id,
             proposals: Proposals::new(config.id, fastrand::u64(..)),
             reads: Reads::new(config.tick * READ_RETRY_TICKS),
@@ -110,8 +109,7 @@ impl Driver {
             role: raft::StateRole::Follower,
             replay,
             ticks: 0,
-        };
-        (driver, made)
+        }
     }
 
     /// Runs until `shutdown` (after handing leadership over) or until storage fails.
@@ -134,7 +132,7 @@ impl Driver {
                     // The thread ended without an error to report: it panicked.
                     None => return Err(ServerError::StorageThreadStopped),
                 },
-                Some(snapshot) = inputs.snapshots_made.recv() => self.on_snapshot_made(snapshot),
+                Some(made) = inputs.snapshots_made.recv() => self.on_snapshot_made(made),
                 _ = shutdown.cancelled(), if stop_by.is_none() => {
                     let election_time = self.config.tick * self.config.election_ticks as u32;
                     let wait = leadership::hand_over(&mut self.raw, election_time);
@@ -339,6 +337,8 @@ impl Driver {
         // only once the storage thread reports it written.
         let hard_state = ready.hs().cloned();
         let entries = ready.take_entries();
+        self.snapshots
+            .on_appended(entries.iter().map(|e| e.data.len() as u64).sum());
         self.log.append(&entries);
         if let Some(hard_state) = &hard_state {
             self.log.set_hard_state(hard_state);
@@ -542,10 +542,18 @@ impl Driver {
             .start(tree, applied, term, self.log.conf_state());
     }
 
-    /// A snapshot finished serializing: it compacts the log, unless one from the leader
-    /// replaced the log meanwhile.
-    fn on_snapshot_made(&mut self, snapshot: Snapshot) {
-        let took = self.snapshots.serializing_for();
+    /// A snapshot was made (its file written, if the store keeps files): it compacts the log,
+    /// unless one from the leader replaced the log meanwhile.
+    fn on_snapshot_made(&mut self, made: Made) {
+        let took = self.snapshots.making_for();
+        let snapshot = match made {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                self.snapshots.on_failed();
+                tracing::warn!(%error, "snapshot not written; the log keeps growing until one is");
+                return;
+            }
+        };
         let Some(snapshot) = self.snapshots.on_made(snapshot, self.log.snapshot_index()) else {
             return;
         };
@@ -556,11 +564,17 @@ impl Driver {
             took_ms = took.as_millis() as u64,
             "snapshot taken"
         );
-        self.log.store_snapshot(&snapshot);
+        let covered = self.log.store_snapshot(&snapshot);
         self.storage.write(Write {
             own_snapshot: Some(snapshot),
             ..Write::default()
         });
+        // Freeing a hundred thousand entries takes milliseconds the driver should not spend.
+        if covered.len() > 1024 {
+            let _ = std::thread::Builder::new()
+                .name("rmif-free".to_owned())
+                .spawn(move || drop(covered));
+        }
         tracing::debug!(index, "log compacted to the snapshot");
     }
 

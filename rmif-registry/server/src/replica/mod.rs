@@ -43,6 +43,8 @@ pub use feed::{Published, Subscription};
 use proposals::ProposalReply;
 use reads::ReadReply;
 use rejoin::Rejoin;
+pub use snapshots::SnapshotPolicy;
+use snapshots::Snapshots;
 
 /// Raft settings of one member.
 #[derive(Debug, Clone)]
@@ -57,8 +59,8 @@ pub struct ReplicaConfig {
     pub election_ticks: usize,
     /// Ticks between a leader's heartbeats.
     pub heartbeat_ticks: usize,
-    /// Applied entries between snapshots (each snapshot compacts the log).
-    pub snapshot_every: u64,
+    /// When a snapshot is due (each snapshot compacts the log).
+    pub snapshots: SnapshotPolicy,
     /// This member joins a running cluster (see `RegistryConfig::join_existing`).
     pub join_existing: bool,
 }
@@ -178,7 +180,11 @@ impl Replica {
     ) -> Result<(Replica, tokio::task::JoinHandle<Result<(), ServerError>>), ServerError> {
         let started = std::time::Instant::now();
         let recovered = store.recover()?;
-        log_recovered(config.id, &recovered, started.elapsed());
+        log_recovered(
+            config.id,
+            &recovered,
+            started.elapsed() + recovered.read_ahead_took,
+        );
         let bootstrap = ConfState {
             voters: config.voters.clone(),
             ..ConfState::default()
@@ -198,8 +204,16 @@ impl Replica {
         let mut tree = Tree::new();
         let mut applied = 0;
         if let Some(snapshot) = &recovered.snapshot {
+            let restoring = std::time::Instant::now();
             tree = Tree::from_snapshot(&snapshot.data)?;
             applied = snapshot.get_metadata().index;
+            tracing::info!(
+                id = config.id,
+                index = applied,
+                nodes = tree.node_count(),
+                took_ms = restoring.elapsed().as_millis() as u64,
+                "start-up replay: snapshot restored"
+            );
         }
         let raft_config = raft::Config {
             id: config.id,
@@ -242,8 +256,10 @@ impl Replica {
             feed: ChangeFeed::new(applied),
         });
         let (requests, request_rx) = mpsc::channel(REQUEST_CAPACITY);
+        let snapshot_writer = store.snapshot_writer();
         let (storage, persisted) = StorageWriter::start(store, storage_mode)?;
-        let (driver, made) = Driver::new(
+        let (snapshots, made) = Snapshots::new(config.snapshots, applied, snapshot_writer);
+        let driver = Driver::new(
             config,
             raw,
             log,
@@ -251,7 +267,7 @@ impl Replica {
             peers.network,
             shared.clone(),
             rejoin,
-            applied,
+            snapshots,
         );
         let inputs = Inputs {
             peers: peers.inbound,

@@ -1,47 +1,91 @@
-//! Snapshots of this member's tree: when to take one, the one being serialized, and a snapshot
+//! Snapshots of this member's tree: when to take one, the one being made, and a snapshot
 //! received from the leader while it is being written.
 //!
-//! A snapshot is taken once enough entries applied since the last one. The tree is cloned
-//! (cheap: its maps are persistent) and serialized on a blocking thread, so that the driver goes
-//! on applying; serializing a large tree on the driver stalled every write for hundreds of
-//! milliseconds, on every member at once.
+//! A snapshot is due once enough entries, or enough bytes of them, were appended to the log
+//! since the last one: the count bounds a restart's replay, the bytes the log's size on disk.
+//! The tree is cloned (cheap: its maps are persistent), then serialized and written to its file
+//! on a thread of its own, so that neither the driver nor the storage thread waits for it:
+//! writes go on while a snapshot of a large tree is made. The storage thread then only appends
+//! the record that names the file (and drops the log it covers).
 
 use raft::prelude::{ConfState, Snapshot};
 use tokio::sync::mpsc;
 
+use crate::error::ServerError;
+use crate::storage::SnapshotWriter;
 use crate::tree::Tree;
+
+/// Makes the calling thread yield the CPU to every other thread of the machine. Serializing a
+/// tree of a million nodes takes seconds of CPU, on every member at about the same time: at
+/// normal priority it starves the threads that commit writes, where members share cores.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on this thread's own id; a failure only leaves the priority
+    // as it was.
+    unsafe {
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, 19);
+    }
+}
+
+/// A snapshot that could not be written is tried again after this long.
+const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// When a snapshot is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Entries appended since the last snapshot.
+    pub entries: u64,
+    /// Bytes of entry data appended since the last snapshot.
+    pub log_bytes: u64,
+}
+
+/// A snapshot made on the snapshot thread, or why it could not be written.
+pub type Made = Result<Snapshot, ServerError>;
 
 /// This member's snapshots.
 pub struct Snapshots {
-    /// Applied entries between snapshots.
-    every: u64,
+    policy: SnapshotPolicy,
     /// Index of the latest snapshot, taken here or received.
     last: u64,
-    /// A snapshot of the tree is being serialized.
-    serializing: bool,
+    /// Bytes of entry data appended to the log since the latest snapshot started.
+    appended_bytes: u64,
+    /// A snapshot of the tree is being made.
+    making: bool,
     /// When the latest snapshot of the tree was started.
     started: std::time::Instant,
     /// The Ready whose received snapshot is still being written: raft-rs may count the snapshot
     /// as applied only once it is durable.
     installing: Option<u64>,
-    /// Where serialized snapshots come back.
-    made: mpsc::UnboundedSender<Snapshot>,
+    /// When the latest attempt failed, if it did.
+    failed_at: Option<std::time::Instant>,
+    /// Writes the snapshot's file on the snapshot thread, if the store keeps snapshots as files.
+    writer: Option<SnapshotWriter>,
+    /// Where made snapshots come back.
+    made: mpsc::UnboundedSender<Made>,
 }
 
 impl Snapshots {
-    /// Snapshots every `every` applied entries, the latest at `last`; serialized ones come back
-    /// on the returned receiver.
-    pub fn new(every: u64, last: u64) -> (Self, mpsc::UnboundedReceiver<Snapshot>) {
-        let (made, serialized) = mpsc::unbounded_channel();
+    /// Snapshots by `policy`, the latest at `last`, their files written by `writer` (if any);
+    /// made ones come back on the returned receiver.
+    pub fn new(
+        policy: SnapshotPolicy,
+        last: u64,
+        writer: Option<SnapshotWriter>,
+    ) -> (Self, mpsc::UnboundedReceiver<Made>) {
+        let (made, receiver) = mpsc::unbounded_channel();
         let snapshots = Snapshots {
-            every,
+            policy,
             last,
-            serializing: false,
+            appended_bytes: 0,
+            making: false,
             started: std::time::Instant::now(),
             installing: None,
+            failed_at: None,
+            writer,
             made,
         };
-        (snapshots, serialized)
+        (snapshots, receiver)
     }
 
     /// Index of the latest snapshot.
@@ -49,13 +93,25 @@ impl Snapshots {
         self.last
     }
 
-    /// Enough entries applied since the last snapshot, and none is being serialized.
-    pub fn due(&self, applied: u64) -> bool {
-        !self.serializing && applied >= self.last + self.every
+    /// Entries carrying `bytes` of data were appended to the log.
+    pub fn on_appended(&mut self, bytes: u64) {
+        self.appended_bytes += bytes;
     }
 
-    /// Serializes `tree`, applied through `index` (of `term`), on a blocking thread; the
-    /// snapshot comes back on the receiver [`Snapshots::new`] returned.
+    /// Enough entries applied, or bytes appended, since the last snapshot, and none is being
+    /// made.
+    pub fn due(&self, applied: u64) -> bool {
+        !self.making
+            && self
+                .failed_at
+                .is_none_or(|at| at.elapsed() >= RETRY_AFTER_FAILURE)
+            && applied > self.last
+            && (applied >= self.last + self.policy.entries
+                || self.appended_bytes >= self.policy.log_bytes)
+    }
+
+    /// Serializes `tree`, applied through `index` (of `term`), and writes its file, on a thread
+    /// of its own; the snapshot comes back on the receiver [`Snapshots::new`] returned.
     pub fn start(&mut self, tree: Tree, index: u64, term: u64, conf_state: ConfState) {
         let mut snapshot = Snapshot::default();
         let metadata = snapshot.mut_metadata();
@@ -63,36 +119,60 @@ impl Snapshots {
         metadata.term = term;
         metadata.set_conf_state(conf_state);
         let made = self.made.clone();
-        self.serializing = true;
+        let writer = self.writer.clone();
+        self.making = true;
+        self.appended_bytes = 0;
         self.started = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || {
-            snapshot.data = bytes::Bytes::from(tree.to_snapshot());
-            let _ = made.send(snapshot);
-        });
+        let spawned = std::thread::Builder::new()
+            .name("rmif-snapshot".to_owned())
+            .spawn(move || {
+                lower_priority();
+                snapshot.data = bytes::Bytes::from(tree.to_snapshot());
+                let written = match &writer {
+                    Some(writer) => writer.write(&snapshot),
+                    None => Ok(()),
+                };
+                let _ = made.send(written.map(|()| snapshot));
+            });
+        if let Err(source) = spawned {
+            let _ = self.made.send(Err(ServerError::Thread {
+                name: "snapshot",
+                source,
+            }));
+        }
     }
 
-    /// How long ago the latest snapshot of the tree was started (its serializing time, once it
-    /// came back).
-    pub fn serializing_for(&self) -> std::time::Duration {
+    /// How long ago the latest snapshot of the tree was started (the time it took to make,
+    /// once it came back).
+    pub fn making_for(&self) -> std::time::Duration {
         self.started.elapsed()
     }
 
-    /// A snapshot finished serializing. Returns it if it should compact the log: not if one
-    /// from the leader, at `log_snapshot` or later, replaced the log meanwhile.
+    /// A snapshot was made. Returns it if it should compact the log: not if one from the
+    /// leader, at `log_snapshot` or later, replaced the log meanwhile.
     pub fn on_made(&mut self, snapshot: Snapshot, log_snapshot: u64) -> Option<Snapshot> {
-        self.serializing = false;
+        self.making = false;
         let index = snapshot.get_metadata().index;
         if index <= log_snapshot {
             return None;
         }
         self.last = index;
+        self.failed_at = None;
         Some(snapshot)
+    }
+
+    /// A snapshot could not be made (its file could not be written); another is tried after a
+    /// pause, so that a full disk is not hammered with one attempt per write.
+    pub fn on_failed(&mut self) {
+        self.making = false;
+        self.failed_at = Some(std::time::Instant::now());
     }
 
     /// A snapshot at `index` from the leader replaced the tree; the write of Ready `ready`
     /// makes it durable.
     pub fn on_received(&mut self, index: u64, ready: u64) {
         self.last = index;
+        self.appended_bytes = 0;
         self.installing = Some(ready);
     }
 
@@ -119,35 +199,66 @@ impl Snapshots {
 mod tests {
     use super::*;
 
+    fn policy(entries: u64, log_bytes: u64) -> SnapshotPolicy {
+        SnapshotPolicy { entries, log_bytes }
+    }
+
+    fn made_at(index: u64) -> Snapshot {
+        let mut made = Snapshot::default();
+        made.mut_metadata().index = index;
+        made
+    }
+
     #[test]
     fn a_snapshot_is_due_every_so_many_entries_and_one_at_a_time() {
-        let (mut snapshots, _made) = Snapshots::new(100, 50);
+        let (mut snapshots, _made) = Snapshots::new(policy(100, u64::MAX), 50, None);
         assert!(!snapshots.due(149));
         assert!(snapshots.due(150));
-        snapshots.serializing = true;
-        assert!(!snapshots.due(400), "one is being serialized");
-        let mut made = Snapshot::default();
-        made.mut_metadata().index = 150;
-        assert!(snapshots.on_made(made, 0).is_some());
+        snapshots.making = true;
+        assert!(!snapshots.due(400), "one is being made");
+        assert!(snapshots.on_made(made_at(150), 0).is_some());
         assert_eq!(snapshots.last(), 150);
         assert!(!snapshots.due(249) && snapshots.due(250));
     }
 
     #[test]
+    fn a_snapshot_is_due_once_the_log_grew_by_so_many_bytes() {
+        let (mut snapshots, _made) = Snapshots::new(policy(1000, 4096), 0, None);
+        snapshots.on_appended(4000);
+        assert!(!snapshots.due(10));
+        snapshots.on_appended(96);
+        assert!(snapshots.due(10), "4096 bytes appended after 10 entries");
+        assert!(!snapshots.due(0), "nothing applied since the last snapshot");
+        snapshots.on_received(10, 1);
+        assert!(
+            !snapshots.due(11),
+            "a received snapshot starts the count again"
+        );
+    }
+
+    #[test]
+    fn a_failed_snapshot_is_not_retried_at_once() {
+        let (mut snapshots, _made) = Snapshots::new(policy(10, u64::MAX), 0, None);
+        snapshots.making = true;
+        snapshots.on_failed();
+        assert!(!snapshots.due(100), "retried only after a pause");
+        snapshots.failed_at = Some(std::time::Instant::now() - RETRY_AFTER_FAILURE);
+        assert!(snapshots.due(100));
+    }
+
+    #[test]
     fn a_snapshot_overtaken_by_one_from_the_leader_is_dropped() {
-        let (mut snapshots, _made) = Snapshots::new(10, 0);
-        snapshots.serializing = true;
+        let (mut snapshots, _made) = Snapshots::new(policy(10, u64::MAX), 0, None);
+        snapshots.making = true;
         snapshots.on_received(40, 7);
-        let mut made = Snapshot::default();
-        made.mut_metadata().index = 30;
-        assert!(snapshots.on_made(made, 40).is_none());
+        assert!(snapshots.on_made(made_at(30), 40).is_none());
         assert_eq!(snapshots.last(), 40);
-        assert!(snapshots.due(50), "serializing ended all the same");
+        assert!(snapshots.due(50), "making ended all the same");
     }
 
     #[test]
     fn a_received_snapshot_holds_back_apply_until_its_write_is_durable() {
-        let (mut snapshots, _made) = Snapshots::new(10, 0);
+        let (mut snapshots, _made) = Snapshots::new(policy(10, u64::MAX), 0, None);
         assert!(!snapshots.on_persisted(3));
         snapshots.on_received(40, 7);
         assert!(snapshots.is_installing());
@@ -157,18 +268,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_started_snapshot_comes_back_with_the_tree() {
-        let (mut snapshots, mut made) = Snapshots::new(10, 0);
+    async fn a_started_snapshot_comes_back_with_the_tree_and_its_file_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::WalStore::open(dir.path()).unwrap();
+        let (mut snapshots, mut made) =
+            Snapshots::new(policy(10, u64::MAX), 0, Some(store.snapshot_writer()));
         let tree = Tree::new();
         let conf_state = ConfState {
             voters: vec![1, 2, 3],
             ..ConfState::default()
         };
         snapshots.start(tree.clone(), 12, 3, conf_state.clone());
-        let snapshot = made.recv().await.unwrap();
+        let snapshot = made.recv().await.unwrap().unwrap();
         let metadata = snapshot.get_metadata();
         assert_eq!((metadata.index, metadata.term), (12, 3));
         assert_eq!(metadata.get_conf_state(), &conf_state);
         assert_eq!(Tree::from_snapshot(&snapshot.data).unwrap(), tree);
+        let files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with("snapshot-"))
+            .collect();
+        assert_eq!(files, ["snapshot-00000000000000000012.snap"]);
     }
 }

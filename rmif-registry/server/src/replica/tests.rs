@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use rmif_registry::RegistryError;
 
-use super::{Published, RaftStatus, Replica, ReplicaConfig};
+use super::{Published, RaftStatus, Replica, ReplicaConfig, SnapshotPolicy};
 use crate::error::ServerError;
 use crate::network::memory::{LinkFaults, MemoryNetwork};
 use crate::storage::{MemoryStore, StorageMode};
@@ -56,7 +56,10 @@ impl Cluster {
                 tick: TICK,
                 election_ticks: ELECTION_TICKS,
                 heartbeat_ticks: HEARTBEAT_TICKS,
-                snapshot_every,
+                snapshots: SnapshotPolicy {
+                    entries: snapshot_every,
+                    log_bytes: u64::MAX,
+                },
                 join_existing: false,
             };
             let shutdown = CancellationToken::new();

@@ -15,7 +15,7 @@ mod writer;
 pub use memory::MemoryStore;
 pub use raft_log::RaftLog;
 pub use redb_store::RedbStore;
-pub use wal::WalStore;
+pub use wal::{SnapshotWriter, WalStore};
 pub use writer::{Persisted, StorageMode, StorageWriter, Write};
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
@@ -33,6 +33,8 @@ pub struct Recovered {
     pub snapshot: Option<Snapshot>,
     /// Log entries after the snapshot, in index order.
     pub entries: Vec<Entry>,
+    /// How long reading it from disk took, if the store read it ahead (when it opened).
+    pub read_ahead_took: std::time::Duration,
 }
 
 impl Recovered {
@@ -85,6 +87,13 @@ pub trait LogStore: Send + 'static {
     fn persist(&mut self, batch: Persist<'_>) -> Result<(), ServerError>;
 
     /// Stores a snapshot made by this member and drops the entries it covers; later entries
-    /// stay.
+    /// stay. Its file may have been written already by [`LogStore::snapshot_writer`]'s writer.
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ServerError>;
+
+    /// A writer of this member's snapshots that may run on any thread before
+    /// [`LogStore::save_snapshot`], for a store that keeps them as files of their own; `None`
+    /// if the store writes a snapshot only inside `save_snapshot`.
+    fn snapshot_writer(&self) -> Option<SnapshotWriter> {
+        None
+    }
 }

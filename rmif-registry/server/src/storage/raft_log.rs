@@ -108,12 +108,15 @@ impl RaftLog {
         state.snapshot = snapshot.clone();
     }
 
-    /// Records a snapshot made by this member and drops the entries it covers.
-    pub fn store_snapshot(&self, snapshot: &Snapshot) {
+    /// Records a snapshot made by this member and drops the entries it covers; returns them,
+    /// for the caller to free where it costs nothing.
+    pub fn store_snapshot(&self, snapshot: &Snapshot) -> Vec<Entry> {
         let mut state = self.write();
         let index = snapshot.get_metadata().index;
-        state.entries.retain(|entry| entry.index > index);
+        let covered = state.entries.partition_point(|entry| entry.index <= index);
+        let kept = state.entries.split_off(covered);
         state.snapshot = snapshot.clone();
+        std::mem::replace(&mut state.entries, kept)
     }
 
     /// Term of the entry at `index`, if still in memory.

@@ -5,4 +5,5 @@ mod linearizability;
 mod logs;
 mod replication;
 mod sessions;
+mod snapshots;
 mod torture;

@@ -33,6 +33,8 @@ use record::{Marker, Read};
 
 /// A segment this large is closed and a new one started at the next write.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// A snapshot file is made durable this many bytes at a time (see [`SnapshotWriter`]).
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Bytes the broken build (`unsafe-skip-fsync`) holds in memory before writing them.
 const UNSYNCED_BYTES: usize = 64 * 1024;
 /// A record buffer grown beyond this by a rare big write is not kept for the next one.
@@ -76,6 +78,7 @@ pub struct WalStore {
 impl WalStore {
     /// Opens the log in `dir` (created if missing), reading it back and cutting a torn tail.
     pub fn open(dir: &Path) -> Result<Self, ServerError> {
+        let started = std::time::Instant::now();
         fs::create_dir_all(dir).map_err(ServerError::io("create", dir))?;
         // The `unsafe-skip-fsync` feature exists only to show that the torture suite catches a
         // registry that acknowledges writes before they are durable.
@@ -131,12 +134,15 @@ impl WalStore {
             hard_state: replay.hard_state.clone(),
             conf_state: replay.conf_state.clone(),
             snapshot: replay.snapshot,
-            recovered: RefCell::new(Some(replay.into_recovered(dir)?)),
+            recovered: RefCell::new(Some(Recovered {
+                read_ahead_took: started.elapsed(),
+                ..replay.into_recovered(dir)?
+            })),
             buffer: Vec::new(),
             sync,
             segment_bytes: SEGMENT_BYTES,
         };
-        store.remove_unreferenced_snapshots()?;
+        store.remove_unreferenced_snapshots(true)?;
         Ok(store)
     }
 
@@ -159,17 +165,6 @@ impl WalStore {
     ) -> Result<(), ServerError> {
         if self.active.len >= self.segment_bytes {
             self.start_segment()?;
-            // Everything older segments said, so that they can go once a snapshot covers them.
-            record::encode(
-                &mut self.buffer,
-                self.snapshot.map(|m| Marker {
-                    replaces_log: false,
-                    ..m
-                }),
-                Some(&self.hard_state),
-                self.conf_state.as_ref(),
-                &[],
-            )?;
         }
         record::encode(&mut self.buffer, marker, hard_state, conf_state, entries)?;
         if let Some(last) = entries.last() {
@@ -216,6 +211,7 @@ impl WalStore {
         Ok(())
     }
 
+    /// Closes the active segment and starts the next with a record of the whole small state.
     fn start_segment(&mut self) -> Result<(), ServerError> {
         self.write_buffer()?;
         // Writes whose sync was deferred must be durable before any in the next segment is.
@@ -232,30 +228,26 @@ impl WalStore {
             seq: full.seq,
             last_index: full.last_index,
         });
-        Ok(())
+        // Everything older segments said, so that they can go once a snapshot covers them.
+        record::encode(
+            &mut self.buffer,
+            self.snapshot.map(|m| Marker {
+                replaces_log: false,
+                ..m
+            }),
+            Some(&self.hard_state),
+            self.conf_state.as_ref(),
+            &[],
+        )
     }
 
-    /// Writes `snapshot` to its file, durably, before any record names it.
+    /// Writes `snapshot` to its file, durably, before any record names it; one this member made
+    /// may have been written already by its [`SnapshotWriter`].
     fn write_snapshot(&self, snapshot: &Snapshot) -> Result<Marker, ServerError> {
-        let metadata = snapshot.get_metadata();
-        let marker = Marker {
-            index: metadata.index,
-            term: metadata.term,
-            replaces_log: false,
-        };
-        let path = snapshot_path(&self.dir, marker.index);
-        let temporary = path.with_extension("tmp");
-        let bytes = snapshot
-            .write_to_bytes()
-            .map_err(ServerError::protobuf("encode the snapshot"))?;
-        let mut file = File::create(&temporary).map_err(ServerError::io("create", &temporary))?;
-        file.write_all(&(bytes.len() as u64).to_le_bytes())
-            .and_then(|()| file.write_all(&crc32fast::hash(&bytes).to_le_bytes()))
-            .and_then(|()| file.write_all(&bytes))
-            .and_then(|()| if self.sync { file.sync_all() } else { Ok(()) })
-            .map_err(ServerError::io("write", &temporary))?;
-        fs::rename(&temporary, &path).map_err(ServerError::io("rename", &temporary))?;
-        self.sync_dir()?;
+        let marker = Marker::of(snapshot);
+        if !snapshot_path(&self.dir, marker.index).exists() {
+            self.snapshot_writer().write(snapshot)?;
+        }
         Ok(marker)
     }
 
@@ -263,7 +255,7 @@ impl WalStore {
     /// go.
     fn snapshot_installed(&mut self, marker: Marker) -> Result<(), ServerError> {
         self.snapshot = Some(marker);
-        self.remove_unreferenced_snapshots()?;
+        self.remove_unreferenced_snapshots(false)?;
         // Only a prefix of segments may go, or replay would see records out of order.
         while let Some(oldest) = self.closed.first() {
             if oldest.last_index > marker.index {
@@ -276,15 +268,15 @@ impl WalStore {
         Ok(())
     }
 
-    fn remove_unreferenced_snapshots(&self) -> Result<(), ServerError> {
-        let keep = self
-            .snapshot
-            .map(|m| snapshot_path(&self.dir, m.index))
-            .and_then(|p| p.file_name().map(|n| n.to_owned()));
+    /// Removes snapshot files no record names: all of them at open; later only those older than
+    /// the current snapshot, since a newer one may be being written by the [`SnapshotWriter`].
+    fn remove_unreferenced_snapshots(&self, at_open: bool) -> Result<(), ServerError> {
+        let current = self.snapshot.map_or(0, |m| m.index);
         for name in list(&self.dir)? {
-            let is_snapshot = name.starts_with(SNAPSHOT_PREFIX)
-                && (name.ends_with(SNAPSHOT_SUFFIX) || name.ends_with(".tmp"));
-            if is_snapshot && keep.as_deref() != Some(std::ffi::OsStr::new(&name)) {
+            let Some(index) = snapshot_file_index(&name) else {
+                continue;
+            };
+            if index != current && (at_open || index < current) {
                 let path = self.dir.join(&name);
                 fs::remove_file(&path).map_err(ServerError::io("remove", &path))?;
             }
@@ -292,11 +284,13 @@ impl WalStore {
         Ok(())
     }
 
-    fn sync_dir(&self) -> Result<(), ServerError> {
-        if !self.sync {
-            return Ok(());
+    /// Writes the snapshots this member makes on a thread of the caller's choosing; see
+    /// [`SnapshotWriter`].
+    pub fn snapshot_writer(&self) -> SnapshotWriter {
+        SnapshotWriter {
+            dir: self.dir.clone(),
+            sync: self.sync,
         }
-        sync_dir(&self.dir)
     }
 }
 
@@ -335,12 +329,82 @@ impl LogStore for WalStore {
         Ok(())
     }
 
+    fn snapshot_writer(&self) -> Option<SnapshotWriter> {
+        Some(WalStore::snapshot_writer(self))
+    }
+
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ServerError> {
         self.recovered.take();
         let marker = self.write_snapshot(snapshot)?;
-        self.append(Some(marker), None, None, &[], false)?;
+        // A new segment starts at each snapshot, naming it: the segment before it goes at the
+        // next snapshot, so that a restart reads about one snapshot's worth of log rather than
+        // most of a segment's 64 MiB.
+        self.snapshot = Some(marker);
+        self.start_segment()?;
+        self.write_buffer()?;
+        if self.sync {
+            let path = segment_path(&self.dir, self.active.seq);
+            self.active
+                .file
+                .sync_data()
+                .map_err(ServerError::io("sync", &path))?;
+        }
         self.snapshot_installed(marker)
     }
+}
+
+/// Writes snapshot files into a WAL directory away from the storage thread, so that a large
+/// snapshot never holds up the log's appends: the file is complete and durable before
+/// [`LogStore::save_snapshot`] names it in the log, which then has only a small record to append.
+///
+/// The file is written in chunks, each made durable before the next: the log's `fdatasync`s
+/// then never have to carry tens of megabytes of the snapshot's data with them (a journaling
+/// file system may flush other files' newly written data with a commit).
+#[derive(Debug, Clone)]
+pub struct SnapshotWriter {
+    dir: PathBuf,
+    sync: bool,
+}
+
+impl SnapshotWriter {
+    /// Writes `snapshot` to its file (through a temporary name), durably.
+    pub fn write(&self, snapshot: &Snapshot) -> Result<(), ServerError> {
+        let index = snapshot.get_metadata().index;
+        let path = snapshot_path(&self.dir, index);
+        let temporary = path.with_extension("tmp");
+        let bytes = snapshot
+            .write_to_bytes()
+            .map_err(ServerError::protobuf("encode the snapshot"))?;
+        let mut file = File::create(&temporary).map_err(ServerError::io("create", &temporary))?;
+        let mut header = Vec::with_capacity(12);
+        header.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        header.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        file.write_all(&header)
+            .map_err(ServerError::io("write", &temporary))?;
+        for chunk in bytes.chunks(SNAPSHOT_CHUNK_BYTES) {
+            file.write_all(chunk)
+                .and_then(|()| if self.sync { file.sync_data() } else { Ok(()) })
+                .map_err(ServerError::io("write", &temporary))?;
+        }
+        if self.sync {
+            file.sync_all()
+                .map_err(ServerError::io("sync", &temporary))?;
+        }
+        fs::rename(&temporary, &path).map_err(ServerError::io("rename", &temporary))?;
+        if self.sync {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// The index of a snapshot file (or of its temporary), from its name.
+fn snapshot_file_index(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix(SNAPSHOT_PREFIX)?;
+    let digits = rest
+        .strip_suffix(SNAPSHOT_SUFFIX)
+        .or_else(|| rest.strip_suffix(".tmp"))?;
+    digits.parse().ok()
 }
 
 /// What a directory holds, read back.
@@ -385,6 +449,7 @@ struct Replay {
     hard_state: HardState,
     conf_state: Option<ConfState>,
     snapshot: Option<Marker>,
+    /// In index order: records append at the end, or replace a suffix.
     entries: Vec<Entry>,
 }
 
@@ -420,6 +485,7 @@ impl Replay {
             conf_state: self.conf_state,
             snapshot,
             entries,
+            read_ahead_took: std::time::Duration::ZERO,
         })
     }
     /// Replays one segment; returns the highest entry index in it and the length of its whole
@@ -448,7 +514,8 @@ impl Replay {
                         if marker.replaces_log {
                             self.entries.clear();
                         } else {
-                            self.entries.retain(|e| e.index > marker.index);
+                            let covered = self.entries.partition_point(|e| e.index <= marker.index);
+                            self.entries.drain(..covered);
                         }
                     }
                     if let Some(hard_state) = record.hard_state {
@@ -458,8 +525,11 @@ impl Replay {
                         self.conf_state = Some(conf_state);
                     }
                     if let Some(first) = record.entries.first() {
+                        // `entries` stays in index order, so a replaced suffix is found by
+                        // bisection: a scan per record made replay quadratic in the log's length.
                         let first = first.index;
-                        self.entries.retain(|e| e.index < first);
+                        let kept = self.entries.partition_point(|e| e.index < first);
+                        self.entries.truncate(kept);
                         last_index = record.entries.last().map_or(last_index, |e| e.index);
                         self.entries.extend(record.entries);
                     }

@@ -7,7 +7,7 @@
 //! a u32 length), and the entries (a u32 count, then each protobuf entry behind a u32 length).
 
 use bytes::BufMut;
-use raft::prelude::{ConfState, Entry, HardState};
+use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 
 use crate::error::ServerError;
 
@@ -29,6 +29,18 @@ pub struct Marker {
     /// A snapshot received from the leader replaces the whole log; one this member made only
     /// drops the entries it covers.
     pub replaces_log: bool,
+}
+
+impl Marker {
+    /// The marker of a snapshot this member made.
+    pub fn of(snapshot: &Snapshot) -> Marker {
+        let metadata = snapshot.get_metadata();
+        Marker {
+            index: metadata.index,
+            term: metadata.term,
+            replaces_log: false,
+        }
+    }
 }
 
 /// One durable write, as stored.

@@ -197,3 +197,106 @@ fn a_missing_snapshot_file_is_an_error() {
     let error = WalStore::open(dir.path()).err().expect("missing snapshot");
     assert!(error.to_string().contains("names snapshot 2"), "{error}");
 }
+
+#[test]
+fn each_snapshot_starts_a_segment_so_the_next_one_drops_the_log_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = WalStore::open(dir.path()).unwrap();
+        append_entries(&mut store, 1..=100);
+        store.save_snapshot(&snapshot(90, 1, b"first")).unwrap();
+        assert_eq!(
+            segments(dir.path()).len(),
+            2,
+            "a new segment at the snapshot"
+        );
+        append_entries(&mut store, 101..=200);
+        store.save_snapshot(&snapshot(190, 1, b"second")).unwrap();
+        // The first segment ended at entry 100, covered by the second snapshot.
+        assert_eq!(
+            segments(dir.path()),
+            ["00000000000000000001.wal", "00000000000000000002.wal"]
+        );
+    }
+    let recovered = WalStore::open(dir.path()).unwrap().recover().unwrap();
+    assert_eq!(recovered.snapshot.unwrap().data.as_ref(), b"second");
+    assert_eq!(
+        indexes(&recovered.entries),
+        (191..=200).map(|i| (i, 1)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_snapshot_file_written_ahead_is_kept_and_named_by_save_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open(dir.path()).unwrap();
+    append_entries(&mut store, 1..=20);
+    let made = snapshot(15, 1, b"made off the storage thread");
+    store.snapshot_writer().write(&made).unwrap();
+    // A snapshot from the leader at a lower index is installed meanwhile: the newer file,
+    // written ahead, must survive it.
+    store
+        .persist(Persist {
+            snapshot: Some(&snapshot(10, 1, b"received")),
+            ..Persist::default()
+        })
+        .unwrap();
+    assert!(snapshot_path(dir.path(), 15).exists());
+    append_entries(&mut store, 11..=20);
+    store.save_snapshot(&made).unwrap();
+    drop(store);
+    let recovered = WalStore::open(dir.path()).unwrap().recover().unwrap();
+    assert_eq!(
+        recovered.snapshot.unwrap().data.as_ref(),
+        b"made off the storage thread"
+    );
+    assert!(
+        !snapshot_path(dir.path(), 10).exists(),
+        "the older one went"
+    );
+}
+
+#[test]
+fn a_snapshot_file_no_record_names_is_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open(dir.path()).unwrap();
+    append_entries(&mut store, 1..=20);
+    // A crash after the file was written, before its record was.
+    store
+        .snapshot_writer()
+        .write(&snapshot(15, 1, b"orphan"))
+        .unwrap();
+    fs::write(
+        dir.path().join("snapshot-00000000000000000018.tmp"),
+        b"half",
+    )
+    .unwrap();
+    drop(store);
+    let recovered = WalStore::open(dir.path()).unwrap().recover().unwrap();
+    assert!(recovered.snapshot.is_none());
+    assert_eq!(recovered.entries.len(), 20);
+    let left: Vec<String> = list(dir.path())
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(SNAPSHOT_PREFIX))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_long_log_with_replaced_suffixes_replays_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = WalStore::open(dir.path()).unwrap();
+        append_entries(&mut store, 1..=5000);
+        // A new leader's entries replace the tail from 4001 on, in term 2.
+        for index in 4001..=4500 {
+            append(&mut store, &[entry(index, 2)]);
+        }
+    }
+    let expected: Vec<(u64, u64)> = (1..=4000)
+        .map(|i| (i, 1))
+        .chain((4001..=4500).map(|i| (i, 2)))
+        .collect();
+    assert_eq!(recovered_indexes(dir.path()), expected);
+}

@@ -1,0 +1,267 @@
+//! Snapshots under load: members take several while writes go on, a follower that fell behind
+//! installs one from the leader while writes continue, and a restarted member recovers from its
+//! snapshot plus a short log tail. No acknowledged write is lost through any of it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rmif_registry::{Consistency, CreateMode, RegistryClient};
+use rmif_testkit::{Cluster, Settings};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+const WRITERS: usize = 8;
+
+fn log_of(cluster: &Cluster, id: u64) -> String {
+    std::fs::read_to_string(&cluster.members[(id - 1) as usize].log).unwrap_or_default()
+}
+
+fn count_lines(cluster: &Cluster, id: u64, text: &str) -> usize {
+    log_of(cluster, id)
+        .lines()
+        .filter(|l| l.contains(text))
+        .count()
+}
+
+/// The first line of member `id`'s log after its first `since` bytes with `text`, once there.
+async fn wait_for_line(cluster: &Cluster, id: u64, since: usize, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = log_of(cluster, id);
+        if let Some(line) = log
+            .get(since..)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains(text))
+        {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {id} logged no {text:?}:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The whole-number value of `key=` in a log line.
+fn field(line: &str, key: &str) -> u64 {
+    let start = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        + key.len()
+        + 2;
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{key}= is not a number in {line}"))
+}
+
+/// Writers creating nodes under `/load/w{i}` until stopped; the paths acknowledged.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    count: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    async fn start(cluster: &Cluster) -> Load {
+        let client = cluster.client();
+        client
+            .create("/load", b"", CreateMode::PERSISTENT)
+            .await
+            .unwrap();
+        let load = Load {
+            stop: Arc::default(),
+            acked: Arc::default(),
+            count: Arc::default(),
+            tasks: Vec::new(),
+        };
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let client = cluster.client();
+            client
+                .create(&format!("/load/w{w}"), b"", CreateMode::PERSISTENT)
+                .await
+                .unwrap();
+            let (stop, acked, count) = (load.stop.clone(), load.acked.clone(), load.count.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let path = format!("/load/w{w}/n{n:06}");
+                    n += 1;
+                    // A write in flight through a member being killed has an unknown outcome
+                    // and is not counted; every acknowledged one must survive.
+                    if client
+                        .create(&path, b"0123456789abcdef", CreateMode::PERSISTENT)
+                        .await
+                        .is_ok()
+                    {
+                        acked.lock().await.push(path);
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        Load { tasks, ..load }
+    }
+
+    fn acked(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` writes beyond `from` were acknowledged.
+    async fn wait_acked(&self, from: usize, more: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.acked() < from + more {
+            assert!(
+                Instant::now() < deadline,
+                "writes stalled at {} acknowledged",
+                self.acked()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        Arc::try_unwrap(self.acked).unwrap().into_inner()
+    }
+}
+
+/// Every acknowledged path is on member `id`, read from it alone.
+async fn assert_all_present(client: &RegistryClient, id: u64, acked: &[String]) {
+    let mut present = BTreeSet::new();
+    for w in 0..WRITERS {
+        let parent = format!("/load/w{w}");
+        let listed = client.children(&parent, Consistency::Stale).await.unwrap();
+        present.extend(listed.children.into_iter().map(|c| format!("{parent}/{c}")));
+    }
+    let missing: Vec<&String> = acked.iter().filter(|p| !present.contains(*p)).collect();
+    assert!(
+        missing.is_empty(),
+        "member {id} lost {} acknowledged writes, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_under_load_lose_nothing_and_a_follower_installs_one_while_writes_go_on() {
+    let settings = Settings {
+        snapshot_entries: 100,
+        ..Settings::default()
+    };
+    let mut cluster = Cluster::start(3, settings).await;
+    let (leader, behind) = cluster.leader_and_follower(Duration::from_secs(20)).await;
+    let load = Load::start(&cluster).await;
+
+    // The follower is stopped while the others take several snapshots: the leader's log no
+    // longer holds what it missed.
+    cluster.kill(behind);
+    let base = count_lines(&cluster, leader, "snapshot taken");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_lines(&cluster, leader, "snapshot taken") < base + 3 {
+        assert!(Instant::now() < deadline, "the leader took no 3 snapshots");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Restarted, it is sent a snapshot and installs it, and the writes go on meanwhile.
+    let since = log_of(&cluster, behind).len();
+    let acked_at_restart = load.acked();
+    cluster.spawn(behind);
+    let installed = wait_for_line(&cluster, behind, since, "snapshot installed").await;
+    assert!(field(&installed, "index") > 300, "{installed}");
+    assert!(
+        load.acked() > acked_at_restart,
+        "writes were acknowledged while the follower caught up"
+    );
+    let after_install = load.acked();
+    load.wait_acked(after_install, 500).await;
+    let acked = load.stop().await;
+
+    let statuses = cluster.wait_converged(Duration::from_secs(30)).await;
+    for status in &statuses {
+        assert!(
+            status.snapshot > 300,
+            "member {} has a snapshot at {}",
+            status.id,
+            status.snapshot
+        );
+    }
+    for id in 1..=3 {
+        assert!(
+            count_lines(&cluster, id, "snapshot taken") >= 3,
+            "member {id} took several snapshots"
+        );
+        assert_all_present(&cluster.client_of(id), id, &acked).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_recovers_from_its_snapshot_and_a_short_log_tail() {
+    let settings = Settings {
+        snapshot_entries: 100,
+        ..Settings::default()
+    };
+    let mut cluster = Cluster::start(3, settings).await;
+    let (_, restarted) = cluster.leader_and_follower(Duration::from_secs(20)).await;
+    let load = Load::start(&cluster).await;
+    load.wait_acked(0, 1000).await;
+    let acked = load.stop().await;
+    cluster.wait_converged(Duration::from_secs(30)).await;
+    // A few more writes after the member's latest snapshot, so that a log tail remains: if one
+    // is due within them, two more follow it.
+    let client = cluster.client();
+    let status = cluster.status(restarted).await.unwrap();
+    assert!(status.snapshot >= 900, "member {restarted}: {status:?}");
+    let until_due = (status.snapshot + 100).saturating_sub(status.applied);
+    let extra = if until_due > 5 { 5 } else { until_due + 2 };
+    for i in 0..extra {
+        client
+            .create(&format!("/tail-{i}"), b"", CreateMode::PERSISTENT)
+            .await
+            .unwrap();
+    }
+    cluster.wait_converged(Duration::from_secs(30)).await;
+
+    cluster.kill(restarted);
+    client
+        .create("/after-kill", b"", CreateMode::PERSISTENT)
+        .await
+        .unwrap();
+    let since = log_of(&cluster, restarted).len();
+    cluster.spawn(restarted);
+    let read = wait_for_line(
+        &cluster,
+        restarted,
+        since,
+        "start-up replay: stored state read",
+    )
+    .await;
+    let (snapshot_index, entries) = (field(&read, "snapshot_index"), field(&read, "entries"));
+    assert!(snapshot_index >= 900, "{read}");
+    assert!(
+        entries > 0 && entries < 200,
+        "the log read back is a short tail after the snapshot: {read}"
+    );
+    assert_eq!(field(&read, "first_index"), snapshot_index + 1, "{read}");
+    wait_for_line(
+        &cluster,
+        restarted,
+        since,
+        "start-up replay: recovered log applied",
+    )
+    .await;
+    cluster.wait_converged(Duration::from_secs(30)).await;
+    let own = cluster.client_of(restarted);
+    assert_all_present(&own, restarted, &acked).await;
+    own.get("/after-kill", Consistency::Stale).await.unwrap();
+}
