@@ -546,8 +546,8 @@ impl Driver {
     /// unless one from the leader replaced the log meanwhile.
     fn on_snapshot_made(&mut self, made: Made) {
         let took = self.snapshots.making_for();
-        let snapshot = match made {
-            Ok(snapshot) => snapshot,
+        let (snapshot, serialize_took, write_took) = match made {
+            Ok(made) => (made.snapshot, made.serialize_took, made.write_took),
             Err(error) => {
                 self.snapshots.on_failed();
                 tracing::warn!(%error, "snapshot not written; the log keeps growing until one is");
@@ -562,6 +562,8 @@ impl Driver {
             index,
             bytes = snapshot.data.len(),
             took_ms = took.as_millis() as u64,
+            serialize_ms = serialize_took.as_millis() as u64,
+            write_ms = write_took.as_millis() as u64,
             "snapshot taken"
         );
         let covered = self.log.store_snapshot(&snapshot);

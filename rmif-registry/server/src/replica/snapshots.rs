@@ -8,6 +8,8 @@
 //! writes go on while a snapshot of a large tree is made. The storage thread then only appends
 //! the record that names the file (and drops the log it covers).
 
+use std::time::{Duration, Instant};
+
 use raft::prelude::{ConfState, Snapshot};
 use tokio::sync::mpsc;
 
@@ -29,7 +31,7 @@ fn lower_priority() {
 }
 
 /// A snapshot that could not be written is tried again after this long.
-const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(10);
+const RETRY_AFTER_FAILURE: std::time::Duration = Duration::from_secs(10);
 
 /// When a snapshot is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +42,17 @@ pub struct SnapshotPolicy {
     pub log_bytes: u64,
 }
 
+/// A snapshot made on the snapshot thread, and how long its two steps took.
+pub struct MadeSnapshot {
+    pub snapshot: Snapshot,
+    /// Serializing the tree.
+    pub serialize_took: Duration,
+    /// Writing its file durably (zero if the store writes it itself).
+    pub write_took: Duration,
+}
+
 /// A snapshot made on the snapshot thread, or why it could not be written.
-pub type Made = Result<Snapshot, ServerError>;
+pub type Made = Result<MadeSnapshot, ServerError>;
 
 /// This member's snapshots.
 pub struct Snapshots {
@@ -53,12 +64,12 @@ pub struct Snapshots {
     /// A snapshot of the tree is being made.
     making: bool,
     /// When the latest snapshot of the tree was started.
-    started: std::time::Instant,
+    started: Instant,
     /// The Ready whose received snapshot is still being written: raft-rs may count the snapshot
     /// as applied only once it is durable.
     installing: Option<u64>,
     /// When the latest attempt failed, if it did.
-    failed_at: Option<std::time::Instant>,
+    failed_at: Option<Instant>,
     /// Writes the snapshot's file on the snapshot thread, if the store keeps snapshots as files.
     writer: Option<SnapshotWriter>,
     /// Where made snapshots come back.
@@ -79,7 +90,7 @@ impl Snapshots {
             last,
             appended_bytes: 0,
             making: false,
-            started: std::time::Instant::now(),
+            started: Instant::now(),
             installing: None,
             failed_at: None,
             writer,
@@ -122,17 +133,25 @@ impl Snapshots {
         let writer = self.writer.clone();
         self.making = true;
         self.appended_bytes = 0;
-        self.started = std::time::Instant::now();
+        self.started = Instant::now();
         let spawned = std::thread::Builder::new()
             .name("rmif-snapshot".to_owned())
             .spawn(move || {
                 lower_priority();
+                let serializing = Instant::now();
                 snapshot.data = bytes::Bytes::from(tree.to_snapshot());
+                let serialize_took = serializing.elapsed();
+                let writing = Instant::now();
                 let written = match &writer {
                     Some(writer) => writer.write(&snapshot),
                     None => Ok(()),
                 };
-                let _ = made.send(written.map(|()| snapshot));
+                let write_took = writing.elapsed();
+                let _ = made.send(written.map(|()| MadeSnapshot {
+                    snapshot,
+                    serialize_took,
+                    write_took,
+                }));
             });
         if let Err(source) = spawned {
             let _ = self.made.send(Err(ServerError::Thread {
@@ -165,7 +184,7 @@ impl Snapshots {
     /// pause, so that a full disk is not hammered with one attempt per write.
     pub fn on_failed(&mut self) {
         self.making = false;
-        self.failed_at = Some(std::time::Instant::now());
+        self.failed_at = Some(Instant::now());
     }
 
     /// A snapshot at `index` from the leader replaced the tree; the write of Ready `ready`
@@ -242,7 +261,7 @@ mod tests {
         snapshots.making = true;
         snapshots.on_failed();
         assert!(!snapshots.due(100), "retried only after a pause");
-        snapshots.failed_at = Some(std::time::Instant::now() - RETRY_AFTER_FAILURE);
+        snapshots.failed_at = Some(Instant::now() - RETRY_AFTER_FAILURE);
         assert!(snapshots.due(100));
     }
 
@@ -279,7 +298,7 @@ mod tests {
             ..ConfState::default()
         };
         snapshots.start(tree.clone(), 12, 3, conf_state.clone());
-        let snapshot = made.recv().await.unwrap().unwrap();
+        let snapshot = made.recv().await.unwrap().unwrap().snapshot;
         let metadata = snapshot.get_metadata();
         assert_eq!((metadata.index, metadata.term), (12, 3));
         assert_eq!(metadata.get_conf_state(), &conf_state);
