@@ -211,11 +211,20 @@ async fn a_member_down_during_compaction_rejoins_through_a_snapshot() {
             .unwrap();
         acked.push(path);
     }
-    let leader_status = cluster.status(leader).await.unwrap();
-    assert!(
-        leader_status.snapshot > 250,
-        "the leader compacted its log: {leader_status:?}"
-    );
+    // Snapshots are made on a thread of their own: the one covering the last writes may still
+    // be under way.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let leader_status = cluster.status(leader).await.unwrap();
+        if leader_status.snapshot > 250 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader compacted its log: {leader_status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     cluster.spawn(behind);
     let statuses = cluster.wait_converged(Duration::from_secs(20)).await;

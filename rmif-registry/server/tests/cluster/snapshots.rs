@@ -220,8 +220,16 @@ async fn a_restarted_member_recovers_from_its_snapshot_and_a_short_log_tail() {
     // A few more writes after the member's latest snapshot, so that a log tail remains: if one
     // is due within them, two more follow it.
     let client = cluster.client();
-    let status = cluster.status(restarted).await.unwrap();
-    assert!(status.snapshot >= 900, "member {restarted}: {status:?}");
+    // Snapshots are made on a thread of their own: the latest may still be under way.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = cluster.status(restarted).await.unwrap();
+        if status.snapshot >= 900 {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "member {restarted}: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let until_due = (status.snapshot + 100).saturating_sub(status.applied);
     let extra = if until_due > 5 { 5 } else { until_due + 2 };
     for i in 0..extra {
