@@ -566,17 +566,16 @@ impl Driver {
             write_ms = write_took.as_millis() as u64,
             "snapshot taken"
         );
-        let covered = self.log.store_snapshot(&snapshot);
+        let garbage = self.log.store_snapshot(&snapshot);
         self.storage.write(Write {
             own_snapshot: Some(snapshot),
             ..Write::default()
         });
-        // Freeing a hundred thousand entries takes milliseconds the driver should not spend.
-        if covered.len() > 1024 {
-            let _ = std::thread::Builder::new()
-                .name("rmif-free".to_owned())
-                .spawn(move || drop(covered));
-        }
+        // Freeing a hundred thousand entries and the previous snapshot's data (a hundred
+        // megabytes for a large tree) takes milliseconds the driver should not spend.
+        let _ = std::thread::Builder::new()
+            .name("rmif-free".to_owned())
+            .spawn(move || drop(garbage));
         tracing::debug!(index, "log compacted to the snapshot");
     }
 

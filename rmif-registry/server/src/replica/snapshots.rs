@@ -59,6 +59,8 @@ pub struct Snapshots {
     policy: SnapshotPolicy,
     /// Index of the latest snapshot, taken here or received.
     last: u64,
+    /// Size of the latest snapshot this member made (the next one is about as large).
+    last_bytes: usize,
     /// Bytes of entry data appended to the log since the latest snapshot started.
     appended_bytes: u64,
     /// A snapshot of the tree is being made.
@@ -88,6 +90,7 @@ impl Snapshots {
         let snapshots = Snapshots {
             policy,
             last,
+            last_bytes: 0,
             appended_bytes: 0,
             making: false,
             started: Instant::now(),
@@ -131,6 +134,7 @@ impl Snapshots {
         metadata.set_conf_state(conf_state);
         let made = self.made.clone();
         let writer = self.writer.clone();
+        let capacity = self.last_bytes + self.last_bytes / 8;
         self.making = true;
         self.appended_bytes = 0;
         self.started = Instant::now();
@@ -139,7 +143,7 @@ impl Snapshots {
             .spawn(move || {
                 lower_priority();
                 let serializing = Instant::now();
-                snapshot.data = bytes::Bytes::from(tree.to_snapshot());
+                snapshot.data = bytes::Bytes::from(tree.to_snapshot_sized(capacity));
                 let serialize_took = serializing.elapsed();
                 let writing = Instant::now();
                 let written = match &writer {
@@ -176,6 +180,7 @@ impl Snapshots {
             return None;
         }
         self.last = index;
+        self.last_bytes = snapshot.data.len();
         self.failed_at = None;
         Some(snapshot)
     }

@@ -108,15 +108,15 @@ impl RaftLog {
         state.snapshot = snapshot.clone();
     }
 
-    /// Records a snapshot made by this member and drops the entries it covers; returns them,
-    /// for the caller to free where it costs nothing.
-    pub fn store_snapshot(&self, snapshot: &Snapshot) -> Vec<Entry> {
+    /// Records a snapshot made by this member and drops the entries it covers; returns them and
+    /// the snapshot it replaces, for the caller to free where it costs nothing.
+    pub fn store_snapshot(&self, snapshot: &Snapshot) -> (Vec<Entry>, Snapshot) {
         let mut state = self.write();
         let index = snapshot.get_metadata().index;
         let covered = state.entries.partition_point(|entry| entry.index <= index);
         let kept = state.entries.split_off(covered);
-        state.snapshot = snapshot.clone();
-        std::mem::replace(&mut state.entries, kept)
+        let replaced = std::mem::replace(&mut state.snapshot, snapshot.clone());
+        (std::mem::replace(&mut state.entries, kept), replaced)
     }
 
     /// Term of the entry at `index`, if still in memory.

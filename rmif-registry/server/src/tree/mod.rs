@@ -646,8 +646,16 @@ impl Tree {
         hasher.finish()
     }
 
-    /// Serializes the whole state for a Raft snapshot.
+    /// Serializes the whole state for a Raft snapshot (see [`Tree::to_snapshot_sized`]).
+    #[cfg(test)]
     pub fn to_snapshot(&self) -> Vec<u8> {
+        self.to_snapshot_sized(0)
+    }
+
+    /// Serializes the whole state for a Raft snapshot, into a buffer of `capacity` bytes to start with: sized from the
+    /// previous snapshot, a hundred-megabyte image is not grown (copied, its pages touched
+    /// again) by doubling.
+    pub fn to_snapshot_sized(&self, capacity: usize) -> Vec<u8> {
         let mut nodes: Vec<(&str, &Node)> = self
             .nodes
             .iter()
@@ -661,10 +669,12 @@ impl Tree {
             nodes,
             sessions,
         };
-        rmp_serde::to_vec(&image).expect("the tree always serializes")
+        let mut bytes = Vec::with_capacity(capacity);
+        rmp_serde::encode::write(&mut bytes, &image).expect("the tree always serializes");
+        bytes
     }
 
-    /// Restores a state serialized by [`Tree::to_snapshot`].
+    /// Restores a state serialized by [`Tree::to_snapshot_sized`].
     pub fn from_snapshot(bytes: &[u8]) -> Result<Self, ServerError> {
         let image: Image = rmp_serde::from_slice(bytes).map_err(ServerError::Snapshot)?;
         Ok(Tree {

@@ -372,16 +372,22 @@ impl SnapshotWriter {
         let index = snapshot.get_metadata().index;
         let path = snapshot_path(&self.dir, index);
         let temporary = path.with_extension("tmp");
-        let bytes = snapshot
-            .write_to_bytes()
-            .map_err(ServerError::protobuf("encode the snapshot"))?;
-        let mut file = File::create(&temporary).map_err(ServerError::io("create", &temporary))?;
+        let parts = encode_snapshot(snapshot)?;
+        let body_len: usize = parts.iter().map(|part| part.len()).sum();
+        let mut crc = crc32fast::Hasher::new();
+        for part in &parts {
+            crc.update(part);
+        }
         let mut header = Vec::with_capacity(12);
-        header.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        header.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        header.extend_from_slice(&(body_len as u64).to_le_bytes());
+        header.extend_from_slice(&crc.finalize().to_le_bytes());
+        let mut file = File::create(&temporary).map_err(ServerError::io("create", &temporary))?;
         file.write_all(&header)
             .map_err(ServerError::io("write", &temporary))?;
-        for chunk in bytes.chunks(SNAPSHOT_CHUNK_BYTES) {
+        for chunk in parts
+            .iter()
+            .flat_map(|part| part.chunks(SNAPSHOT_CHUNK_BYTES))
+        {
             file.write_all(chunk)
                 .and_then(|()| if self.sync { file.sync_data() } else { Ok(()) })
                 .map_err(ServerError::io("write", &temporary))?;
@@ -396,6 +402,44 @@ impl SnapshotWriter {
         }
         Ok(())
     }
+}
+
+/// A snapshot's protobuf encoding, in parts that borrow its data rather than copy it: the
+/// data of a large tree is a hundred megabytes, and a copy costs as much again in memory.
+/// The parts are what `write_to_bytes` would produce (fields in number order: the data,
+/// field 1, then the metadata, field 2).
+fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<std::borrow::Cow<'_, [u8]>>, ServerError> {
+    use std::borrow::Cow;
+    if snapshot.data.is_empty() || !snapshot.has_metadata() {
+        // An empty field is left out; such snapshots are small, encoded whole.
+        let whole = snapshot
+            .write_to_bytes()
+            .map_err(ServerError::protobuf("encode the snapshot"))?;
+        return Ok(vec![Cow::Owned(whole)]);
+    }
+    let metadata = snapshot
+        .get_metadata()
+        .write_to_bytes()
+        .map_err(ServerError::protobuf("encode the snapshot"))?;
+    let mut data_key = vec![0x0a];
+    put_varint(&mut data_key, snapshot.data.len() as u64);
+    let mut metadata_field = vec![0x12];
+    put_varint(&mut metadata_field, metadata.len() as u64);
+    metadata_field.extend_from_slice(&metadata);
+    Ok(vec![
+        Cow::Owned(data_key),
+        Cow::Borrowed(&snapshot.data[..]),
+        Cow::Owned(metadata_field),
+    ])
+}
+
+/// Appends `value` as a protobuf varint.
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// The index of a snapshot file (or of its temporary), from its name.

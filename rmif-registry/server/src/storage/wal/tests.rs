@@ -300,3 +300,14 @@ fn a_long_log_with_replaced_suffixes_replays_in_order() {
         .collect();
     assert_eq!(recovered_indexes(dir.path()), expected);
 }
+
+#[test]
+fn a_snapshot_is_encoded_in_parts_exactly_as_protobuf_encodes_it_whole() {
+    let mut large = snapshot(7, 3, b"");
+    large.data = vec![0x5a; 300_000].into();
+    large.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+    for sample in [large, snapshot(1, 1, b"x"), snapshot(2, 1, b"")] {
+        let parts: Vec<u8> = encode_snapshot(&sample).unwrap().concat();
+        assert_eq!(parts, sample.write_to_bytes().unwrap());
+    }
+}
