@@ -240,6 +240,29 @@ async fn a_restarted_member_recovers_from_its_snapshot_and_a_short_log_tail() {
     }
     cluster.wait_converged(Duration::from_secs(30)).await;
 
+    // The segments and snapshot files each snapshot made useless are deleted (by a thread of
+    // their own): about two snapshots' worth of log stays, and one snapshot.
+    let wal = cluster.members[(restarted - 1) as usize]
+        .data_dir
+        .join("wal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let names: Vec<String> = std::fs::read_dir(&wal)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let segments = names.iter().filter(|n| n.ends_with(".wal")).count();
+        let snapshots = names.iter().filter(|n| n.ends_with(".snap")).count();
+        if segments <= 3 && snapshots == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {restarted} kept {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     cluster.kill(restarted);
     client
         .create("/after-kill", b"", CreateMode::PERSISTENT)

@@ -18,6 +18,7 @@
 //! writes it acknowledged.
 
 mod record;
+mod remover;
 
 use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
@@ -30,6 +31,7 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 use super::{LogStore, Persist, Recovered};
 use crate::error::ServerError;
 use record::{Marker, Read};
+use remover::Remover;
 
 /// A segment this large is closed and a new one started at the next write.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -73,6 +75,8 @@ pub struct WalStore {
     buffer: Vec<u8>,
     sync: bool,
     segment_bytes: u64,
+    /// Deletes the files a snapshot made useless, off this thread.
+    remover: Remover,
 }
 
 impl WalStore {
@@ -141,6 +145,7 @@ impl WalStore {
             buffer: Vec::new(),
             sync,
             segment_bytes: SEGMENT_BYTES,
+            remover: Remover::start(),
         };
         store.remove_unreferenced_snapshots(true)?;
         Ok(store)
@@ -261,8 +266,7 @@ impl WalStore {
             if oldest.last_index > marker.index {
                 break;
             }
-            let path = segment_path(&self.dir, oldest.seq);
-            fs::remove_file(&path).map_err(ServerError::io("remove", &path))?;
+            self.remover.remove(segment_path(&self.dir, oldest.seq));
             self.closed.remove(0);
         }
         Ok(())
@@ -276,9 +280,14 @@ impl WalStore {
             let Some(index) = snapshot_file_index(&name) else {
                 continue;
             };
-            if index != current && (at_open || index < current) {
-                let path = self.dir.join(&name);
+            if index == current {
+                continue;
+            }
+            let path = self.dir.join(&name);
+            if at_open {
                 fs::remove_file(&path).map_err(ServerError::io("remove", &path))?;
+            } else if index < current {
+                self.remover.remove(path);
             }
         }
         Ok(())
