@@ -15,6 +15,8 @@ pub struct Event {
     /// When what it reports began: the time it was logged less its `took_ms` where it has one
     /// (an rmif snapshot is logged when it is taken, with how long it took).
     pub started: SystemTime,
+    /// When the member logged it (for an event with a duration, when that ended).
+    pub ended: SystemTime,
     /// The message, e.g. "snapshot taken".
     pub message: String,
     /// The fields after the message (rmif) or the JSON line's other fields (etcd), as logged.
@@ -119,6 +121,7 @@ pub fn events(system: System, member: usize, log: &Path, from: u64) -> Vec<Event
             let took = Event {
                 member,
                 started: logged,
+                ended: logged,
                 message: message.clone(),
                 fields: fields.clone(),
             }
@@ -127,6 +130,7 @@ pub fn events(system: System, member: usize, log: &Path, from: u64) -> Vec<Event
             Event {
                 member,
                 started: logged - Duration::from_millis(took),
+                ended: logged,
                 message,
                 fields,
             }

@@ -68,8 +68,9 @@
 //!   `--snapshot-count`; both default to 100,000, too few for a run of seconds); 64 clients
 //!   create nodes (32-byte values) for `--stall-duration` seconds and every completion is
 //!   timed. The three longest intervals without a completed write, each with the events the
-//!   members logged from 50 ms before it began to 50 ms after it ended (snapshots taken, sent,
-//!   installed; leadership changes), the snapshots each member took, the write rate. Any failed
+//!   members logged that began or were running (an rmif snapshot logs how long it took) from
+//!   50 ms before it began to 50 ms after it ended (snapshots taken, sent, installed;
+//!   leadership changes), the snapshots each member took, the write rate. Any failed
 //!   write fails the scenario.
 //! - **restart**: 64 clients create `--restart-nodes` nodes; a follower is stopped by SIGTERM
 //!   (then, in the same run, by SIGKILL), a node is written on the others, and the follower is
@@ -82,8 +83,8 @@
 //!   (heartbeats every 3.3 s), then one ephemeral node per session: each member's resident
 //!   memory after each step (per node, session, ephemeral node); every member's CPU per second
 //!   over 10 s with no sessions, then with only heartbeats flowing; the first snapshot of the
-//!   whole state (filler writes to one node until every member logs one); a follower restart
-//!   as in `restart`.
+//!   whole state (filler writes to one node until every member logs one) and the memory once it
+//!   has compacted the logs; a follower restart as in `restart`.
 //!
 //! Every cluster gets an untimed warm-up load first (the JVM's JIT, connection set-up). Each
 //! system runs with its default timing: rmif 25 ms ticks (election after 250–500 ms), etcd

@@ -48,8 +48,10 @@ pub struct Plan {
     pub snapshot_entries: Option<u64>,
 }
 
-/// The memory steps, in order.
-pub const STEPS: [&str; 4] = ["empty", "nodes", "sessions", "ephemerals"];
+/// The memory steps, in order; the last, once a snapshot of everything has compacted the
+/// members' logs (the earlier steps' figures include the log entries kept since the last
+/// snapshot).
+pub const STEPS: [&str; 5] = ["empty", "nodes", "sessions", "ephemerals", "snapshot"];
 
 /// The metric of `figure` for the leader or the followers (mean of the two).
 pub fn metric(figure: &str, leader: bool) -> String {
@@ -204,7 +206,7 @@ pub async fn run(servers: &Servers, plan: &Plan, results: &mut Results<System>) 
     }
 
     let kib = |step: usize, m: usize| rss[step][m];
-    for (step, name) in STEPS.iter().enumerate() {
+    for (step, name) in STEPS.iter().enumerate().take(4) {
         record_roles(results, &format!("rss-mib-{name}"), leader, |m| {
             kib(step, m) / 1024.0
         });
@@ -243,6 +245,11 @@ pub async fn run(servers: &Servers, plan: &Plan, results: &mut Results<System>) 
     );
 
     snapshot(&mut cluster, leader, results).await;
+    let compacted = resident(&cluster).await;
+    record_roles(results, "rss-mib-snapshot", leader, |m| {
+        compacted[m] / 1024.0
+    });
+    eprintln!("  resident KiB per member after the snapshot: {compacted:?}");
 
     let restarted =
         restart::restart_follower(&mut cluster, Stop::Term, "/bench/size/after-restart").await;

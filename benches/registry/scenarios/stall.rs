@@ -1,7 +1,8 @@
 //! Stall (`--scenario stall`): 64 clients create nodes continuously on a cluster that snapshots
 //! every N entries, long enough for several snapshots; the longest intervals without any
 //! completed write, each with what the members logged around it (snapshots taken, sent and
-//! installed, leadership changes).
+//! installed, leadership changes): events that began, or were still running, from 50 ms
+//! before the gap to 50 ms after it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -125,7 +126,9 @@ pub async fn run(system: System, servers: &Servers, plan: &Plan, results: &mut R
         let (from, to) = (to_wall(gap.from), to_wall(gap.to));
         let near: Vec<&Event> = events
             .iter()
-            .filter(|e| e.started + NEAR >= from && e.started <= to + NEAR)
+            // Began within 50 ms of the gap, or was still running (an rmif snapshot being
+            // serialized) within 50 ms of its start.
+            .filter(|e| e.ended + NEAR >= from && e.started <= to + NEAR)
             .collect();
         if near.iter().any(|e| e.message.contains("snapshot")) {
             near_snapshot += 1;
@@ -146,11 +149,16 @@ pub async fn run(system: System, servers: &Servers, plan: &Plan, results: &mut R
         } else {
             near.iter()
                 .map(|e| {
-                    let offset = signed_ms(e.started, from);
-                    format!(
-                        "{} began {offset:+.0} ms from the gap's start",
-                        e.describe()
-                    )
+                    let began = signed_ms(e.started, from);
+                    if e.ended > e.started {
+                        let ended = signed_ms(e.ended, from);
+                        format!(
+                            "{} ran from {began:+.0} to {ended:+.0} ms from the gap's start",
+                            e.describe()
+                        )
+                    } else {
+                        format!("{} at {began:+.0} ms from the gap's start", e.describe())
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("; ")
