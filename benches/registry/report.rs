@@ -296,7 +296,9 @@ fn stall_table(results: &Results<System>) -> Table {
         "etcd",
         "runs",
     ]);
-    let rows: [(&str, &str, usize); 6] = [
+    let rows: [(&str, &str, usize); 8] = [
+        ("seconds written", stall::SECONDS, 0),
+        ("snapshot every N entries", stall::EVERY, 0),
         ("longest write gap, ms", stall::LONGEST, 1),
         ("2nd longest gap, ms", stall::SECOND, 1),
         ("3rd longest gap, ms", stall::THIRD, 1),

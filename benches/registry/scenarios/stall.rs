@@ -40,6 +40,9 @@ pub const THIRD: &str = "stall/gap3";
 pub const RATE: &str = "stall/rate";
 /// Snapshots the member that took the fewest took during the run.
 pub const SNAPSHOTS: &str = "stall/snapshots";
+/// The run's settings: seconds written, entries between snapshots.
+pub const SECONDS: &str = "stall/seconds";
+pub const EVERY: &str = "stall/snapshot-every";
 /// Of the reported gaps, how many coincided with a snapshot event.
 pub const NEAR_SNAPSHOT: &str = "stall/gaps-near-snapshot";
 
@@ -174,6 +177,8 @@ pub async fn run(system: System, servers: &Servers, plan: &Plan, results: &mut R
         results.record(system, metric, gap.length().as_secs_f64() * 1000.0);
     }
     results.record(system, RATE, rate);
+    results.record(system, SECONDS, took.as_secs_f64());
+    results.record(system, EVERY, plan.snapshot_entries as f64);
     results.record(system, SNAPSHOTS, fewest as f64);
     results.record(system, NEAR_SNAPSHOT, near_snapshot as f64);
 }
