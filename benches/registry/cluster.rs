@@ -1,9 +1,9 @@
 //! A 3-member cluster of one system: its members' processes, data and logs in a temporary
-//! directory, killing and restarting members, waiting until it has a leader, and the memory and
-//! CPU time its members use.
+//! directory, killing, stopping and restarting members, waiting until it has a leader, and the
+//! memory and CPU time its members use.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::process::{Launch, Process, cpu_ms, free_ports, loopback, resident_kib};
@@ -14,6 +14,14 @@ use crate::{System, etcd, rmif, zookeeper};
 /// Two members that are not the leader.
 pub fn followers(leader: usize) -> (usize, usize) {
     ((leader + 1) % 3, (leader + 2) % 3)
+}
+
+/// Member settings a scenario changes from the systems' defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning {
+    /// Applied entries between snapshots: rmif `snapshot_entries`, etcd `--snapshot-count`
+    /// (`None`: each system's default, 100,000 for both). An rmif `--rmif-set` still wins.
+    pub snapshot_entries: Option<u64>,
 }
 
 /// A 3-member cluster of one system in a temporary directory.
@@ -30,6 +38,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(system: System, servers: &Servers) -> Cluster {
+        Cluster::start_tuned(system, servers, Tuning::default())
+    }
+
+    /// A cluster whose members run with `tuning`.
+    pub fn start_tuned(system: System, servers: &Servers, tuning: Tuning) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("registry-bench-{}-", system.name()))
             .tempdir()
@@ -42,8 +55,8 @@ impl Cluster {
             elections: ports[6..9].to_vec(),
         };
         let launches = match system {
-            System::Rmif => rmif::launches(servers, dir.path(), &ports),
-            System::Etcd => etcd::launches(servers, dir.path(), &ports),
+            System::Rmif => rmif::launches(servers, dir.path(), &ports, tuning),
+            System::Etcd => etcd::launches(servers, dir.path(), &ports, tuning),
             System::Zk => zookeeper::launches(servers, dir.path(), &ports),
         };
         let mut cluster = Cluster {
@@ -62,13 +75,76 @@ impl Cluster {
 
     /// Starts `member` (again), on its data of before if it had any.
     pub fn spawn(&mut self, member: usize) {
-        let log = self
-            .dir
-            .as_ref()
-            .expect("cluster directory")
-            .path()
-            .join(format!("member-{member}.log"));
+        let log = self.log_path(member);
         self.running[member] = Some(Process::start(&self.launches[member], &log));
+    }
+
+    /// The temporary directory holding every member's data and log.
+    fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("cluster directory").path()
+    }
+
+    /// Where `member` logs (appended to across restarts).
+    pub fn log_path(&self, member: usize) -> PathBuf {
+        self.dir().join(format!("member-{member}.log"))
+    }
+
+    /// `member`'s data directory (what the launches name).
+    pub fn data_dir(&self, member: usize) -> PathBuf {
+        let prefix = match self.system {
+            System::Rmif => "rmif",
+            System::Etcd => "etcd",
+            System::Zk => "zk",
+        };
+        self.dir().join(format!("{prefix}-{}", member + 1))
+    }
+
+    /// `member`'s process id, if it runs.
+    pub fn pid(&self, member: usize) -> Option<u32> {
+        self.running[member].as_ref().map(|p| p.child.id())
+    }
+
+    /// SIGTERMs `member` and waits for it to exit; returns how long that took. Panics if it has
+    /// not exited after 30 s (it is SIGKILLed then).
+    pub fn terminate(&mut self, member: usize) -> Duration {
+        let Some(mut process) = self.running[member].take() else {
+            return Duration::ZERO;
+        };
+        let asked = Instant::now();
+        match process.terminate(Duration::from_secs(30)) {
+            Ok(status) => {
+                // etcd re-raises the SIGTERM once it has stopped: that is a clean stop too.
+                let by_sigterm =
+                    std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGTERM);
+                if !status.success() && !by_sigterm {
+                    eprintln!(
+                        "    {} member {} exited with {status} on SIGTERM",
+                        self.system.name(),
+                        member + 1
+                    );
+                }
+                asked.elapsed()
+            }
+            Err(()) => {
+                self.keep_files = true;
+                panic!(
+                    "{} member {} still runs 30 s after SIGTERM (logs in {})",
+                    self.system.name(),
+                    member + 1,
+                    self.dir().display()
+                );
+            }
+        }
+    }
+
+    /// `member`'s resident memory in KiB, if it runs.
+    pub fn member_resident_kib(&self, member: usize) -> Option<u64> {
+        self.pid(member).and_then(resident_kib)
+    }
+
+    /// The CPU time `member` has used so far, in ms, if it runs.
+    pub fn member_cpu_ms(&self, member: usize) -> Option<f64> {
+        self.pid(member).and_then(cpu_ms)
     }
 
     /// SIGKILLs `member`.
@@ -79,7 +155,7 @@ impl Cluster {
     }
 
     /// Panics (naming the log) if a member this bench did not kill has exited.
-    fn check_alive(&mut self) {
+    pub fn check_alive(&mut self) {
         for member in 0..3 {
             let Some(process) = self.running[member].as_mut() else {
                 continue;

@@ -12,13 +12,15 @@ use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions, Watch
 use rmif_core::ServiceKey;
 use rmif_registry::discovery::{ProviderMetadata, providers_path};
 
+use crate::cluster::Tuning;
 use crate::process::{Launch, loopback};
 use crate::servers::Servers;
 use crate::system::Change;
 use crate::system::{DISCOVERY_SESSION, MemberPorts, Role, provider_metadata};
 
-/// Each member's command line: default timing (100 ms heartbeat, 1 s election timeout) and fsync.
-pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launch> {
+/// Each member's command line: default timing (100 ms heartbeat, 1 s election timeout), fsync,
+/// and `tuning`. Members log at INFO: snapshots and leader elections, which some scenarios read.
+pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts, tuning: Tuning) -> Vec<Launch> {
     let cluster = (0..3)
         .map(|i| format!("m{}=http://{}", i + 1, loopback(ports.peers[i])))
         .collect::<Vec<_>>()
@@ -28,7 +30,7 @@ pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launc
             let client_url = format!("http://{}", ports.clients[i]);
             let peer_url = format!("http://{}", loopback(ports.peers[i]));
             let data = dir.join(format!("etcd-{}", i + 1));
-            let args: Vec<String> = vec![
+            let mut args: Vec<String> = vec![
                 format!("--name=m{}", i + 1),
                 format!("--data-dir={}", data.display()),
                 format!("--listen-client-urls={client_url}"),
@@ -40,8 +42,11 @@ pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launc
                 "--initial-cluster-state=new".to_owned(),
                 "--logger=zap".to_owned(),
                 "--log-outputs=stderr".to_owned(),
-                "--log-level=warn".to_owned(),
+                "--log-level=info".to_owned(),
             ];
+            if let Some(entries) = tuning.snapshot_entries {
+                args.push(format!("--snapshot-count={entries}"));
+            }
             Launch {
                 program: servers.etcd.clone().expect("etcd binary"),
                 args: args.into_iter().map(OsString::from).collect(),

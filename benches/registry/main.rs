@@ -7,15 +7,22 @@
 //!     --runs N            repeat everything N times, report medians (default 3)
 //!     --duration S        seconds measured per throughput cell (default 3), after --warmup S (1)
 //!     --only SYSTEM       rmif, etcd or zookeeper (or zk) (repeatable)
-//!     --scenario NAME     writes, reads, watch, fanout, discovery, ephemeral or failover
-//!                         (repeatable)
+//!     --scenario NAME     writes, reads, watch, fanout, discovery, ephemeral, failover, stall,
+//!                         restart or size (repeatable)
 //!     --kills N           leader kills per run in the failover scenario (default 3)
 //!     --samples N         notifications timed per run in the watch scenario (default 200)
 //!     --consumers N,N     consumer counts of the discovery scenario (default 1,100,1000)
 //!     --announcements N   announcements timed per run and consumer count (default 50)
 //!     --ephemerals N      ephemeral-node removals timed per run (default 3)
+//!     --stall-duration S  seconds the stall scenario writes (default 30)
+//!     --snapshot-every N  entries between snapshots in the stall scenario, on rmif
+//!                         (snapshot_entries) and etcd (--snapshot-count) alike (default 20000)
+//!     --restart-nodes N   nodes written before the restart scenario's restarts (default 500000)
+//!     --size-nodes N      persistent nodes of the size scenario (default 90000)
+//!     --size-sessions N   sessions of the size scenario, each with an ephemeral node
+//!                         (default 10000)
 //!     --rmif-set K=V      extra rmif-registry member setting, e.g. snapshot_entries=1000000
-//!                         (repeatable)
+//!                         (repeatable; wins over what a scenario sets)
 //!     --help              these options
 //! ```
 //!
@@ -54,6 +61,31 @@
 //!   without any successful write is the gap. The killed member is restarted (same data) and the
 //!   cluster settles before the next kill.
 //!
+//! Three scenarios start a cluster of their own, with their own settings, after the ones above
+//! (rmif and etcd; size rmif only). They read the members' logs, which are at INFO level:
+//!
+//! - **stall**: members snapshot every `--snapshot-every` entries (rmif `snapshot_entries`, etcd
+//!   `--snapshot-count`; both default to 100,000, too few for a run of seconds); 64 clients
+//!   create nodes (32-byte values) for `--stall-duration` seconds and every completion is
+//!   timed. The three longest intervals without a completed write, each with the events the
+//!   members logged that began or were running (an rmif snapshot logs how long it took) from
+//!   50 ms before it began to 50 ms after it ended (snapshots taken, sent, installed;
+//!   leadership changes), the snapshots each member took, the write rate. Any failed
+//!   write fails the scenario.
+//! - **restart**: 64 clients create `--restart-nodes` nodes; a follower is stopped by SIGTERM
+//!   (then, in the same run, by SIGKILL), a node is written on the others, and the follower is
+//!   started on its data: the time from its spawn until its client port accepts a connection
+//!   and until it is healthy, i.e. serves that node from its own state (rmif `Stale` read; etcd
+//!   `/health` true and a serializable read). Also its data directory's size and what it
+//!   logged about replaying its log. A member that is not back within 2 minutes fails it.
+//! - **size**: `--size-nodes` persistent nodes (services with their providers, ~240 bytes of
+//!   provider metadata each), then `--size-sessions` sessions of 10 s held by this process
+//!   (heartbeats every 3.3 s), then one ephemeral node per session: each member's resident
+//!   memory after each step (per node, session, ephemeral node); every member's CPU per second
+//!   over 10 s with no sessions, then with only heartbeats flowing; the first snapshot of the
+//!   whole state (filler writes to one node until every member logs one) and the memory once it
+//!   has compacted the logs; a follower restart as in `restart`.
+//!
 //! Every cluster gets an untimed warm-up load first (the JVM's JIT, connection set-up). Each
 //! system runs with its default timing: rmif 25 ms ticks (election after 250–500 ms), etcd
 //! 100 ms heartbeats and a 1 s election timeout, ZooKeeper with `tickTime=1000` (so that its
@@ -70,6 +102,7 @@ mod client;
 mod cluster;
 mod discovery;
 mod etcd;
+mod logs;
 mod process;
 mod proxy;
 mod report;
@@ -84,7 +117,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use rmif_bench::options::{RunArgs, Timing, positive, selected};
+use rmif_bench::options::{RunArgs, Timing, positive, seconds, selected};
 
 /// Every value written: small, as registry entries are.
 const VALUE: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -121,11 +154,15 @@ enum Scenario {
     Discovery,
     Ephemeral,
     Failover,
+    Stall,
+    Restart,
+    Size,
 }
 
 impl Scenario {
-    /// In running order: failover last, since it disturbs the cluster.
-    const ALL: [Scenario; 7] = [
+    /// In running order: failover last of those sharing a cluster, since it disturbs it; then
+    /// those with a cluster of their own.
+    const ALL: [Scenario; 10] = [
         Scenario::Writes,
         Scenario::Reads,
         Scenario::Watch,
@@ -133,7 +170,16 @@ impl Scenario {
         Scenario::Discovery,
         Scenario::Ephemeral,
         Scenario::Failover,
+        Scenario::Stall,
+        Scenario::Restart,
+        Scenario::Size,
     ];
+
+    /// Whether the scenario starts a cluster of its own (with its own settings) rather than
+    /// running on the one the others share.
+    fn own_cluster(self) -> bool {
+        matches!(self, Scenario::Stall | Scenario::Restart | Scenario::Size)
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -144,6 +190,9 @@ impl Scenario {
             Scenario::Discovery => "discovery",
             Scenario::Ephemeral => "ephemeral",
             Scenario::Failover => "failover",
+            Scenario::Stall => "stall",
+            Scenario::Restart => "restart",
+            Scenario::Size => "size",
         }
     }
 }
@@ -190,7 +239,29 @@ struct Cli {
     #[arg(long, value_name = "N", default_value = "3", value_parser = positive)]
     ephemerals: usize,
 
-    /// Extra rmif-registry member setting, e.g. snapshot_entries=1000000 (repeatable)
+    /// Seconds the stall scenario writes
+    #[arg(long, value_name = "S", default_value = "30", value_parser = seconds)]
+    stall_duration: Duration,
+
+    /// Entries between snapshots in the stall scenario (rmif snapshot_entries, etcd
+    /// --snapshot-count)
+    #[arg(long, value_name = "N", default_value = "20000", value_parser = positive)]
+    snapshot_every: usize,
+
+    /// Nodes written before the restart scenario's restarts
+    #[arg(long, value_name = "N", default_value = "500000", value_parser = positive)]
+    restart_nodes: usize,
+
+    /// Persistent nodes of the size scenario
+    #[arg(long, value_name = "N", default_value = "90000", value_parser = positive)]
+    size_nodes: usize,
+
+    /// Sessions of the size scenario, each with an ephemeral node
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = positive)]
+    size_sessions: usize,
+
+    /// Extra rmif-registry member setting, e.g. snapshot_entries=1000000 (repeatable; wins over
+    /// what a scenario sets)
     #[arg(long = "rmif-set", value_name = "KEY=VALUE")]
     rmif_set: Vec<String>,
 
@@ -222,6 +293,12 @@ struct Options {
     fanout_changes: usize,
     /// What the discovery scenario measures.
     discovery: scenarios::discovery::Plan,
+    /// What the stall scenario runs.
+    stall: scenarios::stall::Plan,
+    /// Nodes written before the restart scenario's restarts.
+    restart_nodes: u64,
+    /// What the size scenario builds.
+    size: scenarios::size::Plan,
     /// Extra `--set KEY=VALUE` arguments of every rmif member (for experiments).
     rmif_set: Vec<String>,
 }
@@ -243,6 +320,18 @@ impl From<Cli> for Options {
                 list_sizes: scenarios::discovery::LIST_SIZES.to_vec(),
                 byte_changes: 5,
             },
+            stall: scenarios::stall::Plan {
+                duration: cli.stall_duration,
+                snapshot_entries: cli.snapshot_every as u64,
+            },
+            restart_nodes: cli.restart_nodes as u64,
+            size: scenarios::size::Plan {
+                nodes: cli.size_nodes as u64,
+                sessions: cli.size_sessions,
+                session_timeout: Duration::from_secs(10),
+                cpu_window: Duration::from_secs(10),
+                snapshot_entries: None,
+            },
             rmif_set: cli.rmif_set,
         };
         if timing.smoke {
@@ -257,6 +346,18 @@ impl From<Cli> for Options {
                     announcements: 2,
                     list_sizes: vec![10, 100],
                     byte_changes: 1,
+                },
+                stall: scenarios::stall::Plan {
+                    duration: Duration::from_secs(2),
+                    snapshot_entries: 1000,
+                },
+                restart_nodes: 2000,
+                size: scenarios::size::Plan {
+                    nodes: 1000,
+                    sessions: 100,
+                    session_timeout: Duration::from_secs(10),
+                    cpu_window: Duration::from_secs(1),
+                    snapshot_entries: Some(500),
                 },
                 ..options
             }

@@ -6,7 +6,8 @@ use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// How to start one member (again, after a kill).
 #[derive(Clone)]
@@ -56,6 +57,24 @@ impl Process {
         let child = spawn_grouped(command)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", launch.program.display()));
         Process { child }
+    }
+
+    /// SIGTERM to the process (not its group: the member decides how to stop), then waits for it
+    /// up to `patience`; SIGKILLs the group if it is still there then (`Err`).
+    pub fn terminate(&mut self, patience: Duration) -> Result<ExitStatus, ()> {
+        // SAFETY: kill(2) on the process this bench started; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.kill();
+        Err(())
     }
 
     /// SIGKILL to the process group, then reap.

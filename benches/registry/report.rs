@@ -1,6 +1,6 @@
 //! The registry bench's report: what it ran on, a table of throughput and latency per workload
-//! and client count, a table of times (lower is better), the discovery scenario's tables, and
-//! the scenarios that failed.
+//! and client count, a table of times (lower is better), the discovery scenario's tables, the
+//! stall, restart and size scenarios' tables, and the scenarios that failed.
 
 use rmif_bench::measure::Results;
 use rmif_bench::options::Timing;
@@ -8,8 +8,9 @@ use rmif_bench::report::{Table, machine, number, ratio};
 
 use crate::scenarios::discovery::{self, PROVIDERS};
 use crate::scenarios::fanout::{self, FANOUT};
+use crate::scenarios::restart::{self, Stop};
 use crate::scenarios::throughput::{CLIENTS, Load};
-use crate::scenarios::{ephemeral, failover, watch};
+use crate::scenarios::{ephemeral, failover, size, stall, watch};
 use crate::servers::Servers;
 use crate::{Scenario, System};
 
@@ -43,6 +44,15 @@ pub fn print_tables(scenarios: &[Scenario], results: &Results<System>) {
     }
     if scenarios.contains(&Scenario::Discovery) {
         print!("{}", discovery_tables(results));
+    }
+    if scenarios.contains(&Scenario::Stall) {
+        print!("\n{}", stall_table(results));
+    }
+    if scenarios.contains(&Scenario::Restart) {
+        print!("\n{}", restart_table(results));
+    }
+    if scenarios.contains(&Scenario::Size) {
+        print!("\n{}", size_table(results));
     }
     let failed: Vec<String> = results
         .metrics()
@@ -276,4 +286,197 @@ fn discovery_tables(results: &Results<System>) -> String {
         ]);
     }
     format!("\n{propagation}\n{bytes}\n{memory}\n{cpu}")
+}
+
+/// The stall scenario: the longest write gaps while the members snapshot, rmif and etcd.
+fn stall_table(results: &Results<System>) -> Table {
+    let mut table = Table::new([
+        "stall: 64 writers while members snapshot (medians)",
+        "rmif",
+        "etcd",
+        "runs",
+    ]);
+    let rows: [(&str, &str, usize); 8] = [
+        ("seconds written", stall::SECONDS, 0),
+        ("snapshot every N entries", stall::EVERY, 0),
+        ("longest write gap, ms", stall::LONGEST, 1),
+        ("2nd longest gap, ms", stall::SECOND, 1),
+        ("3rd longest gap, ms", stall::THIRD, 1),
+        ("of those 3, near a snapshot event", stall::NEAR_SNAPSHOT, 0),
+        ("snapshots per member (fewest)", stall::SNAPSHOTS, 0),
+        ("writes/s", stall::RATE, 0),
+    ];
+    for (label, metric, digits) in rows {
+        table.row([
+            label.to_owned(),
+            number(results.median(System::Rmif, metric), digits),
+            number(results.median(System::Etcd, metric), digits),
+            results.count(System::Rmif, metric).to_string(),
+        ]);
+    }
+    table
+}
+
+/// The restart scenario: a follower back after a stop, rmif and etcd.
+fn restart_table(results: &Results<System>) -> Table {
+    let mut table = Table::new(["restart of a follower (medians)", "rmif", "etcd", "runs"]);
+    let row = |table: &mut Table, label: String, metric: &str, digits: usize| {
+        table.row([
+            label,
+            number(results.median(System::Rmif, metric), digits),
+            number(results.median(System::Etcd, metric), digits),
+            results.count(System::Rmif, metric).to_string(),
+        ]);
+    };
+    row(&mut table, "nodes written first".into(), restart::NODES, 0);
+    row(
+        &mut table,
+        "their writes/s (64 clients)".into(),
+        restart::LOAD_RATE,
+        0,
+    );
+    for stop in Stop::ALL {
+        let name = stop.name();
+        if stop == Stop::Term {
+            row(
+                &mut table,
+                format!("{name}: until exited, ms"),
+                &restart::metric(stop, "stopping"),
+                0,
+            );
+        }
+        row(
+            &mut table,
+            format!("{name}: data directory, MiB"),
+            &restart::metric(stop, "data-mib"),
+            1,
+        );
+        row(
+            &mut table,
+            format!("{name}: spawn to accepting, ms"),
+            &restart::metric(stop, "accepting"),
+            0,
+        );
+        row(
+            &mut table,
+            format!("{name}: spawn to healthy, ms"),
+            &restart::metric(stop, "healthy"),
+            0,
+        );
+        row(
+            &mut table,
+            format!("{name}: log entries replayed"),
+            &restart::metric(stop, "replay-entries"),
+            0,
+        );
+        row(
+            &mut table,
+            format!("{name}: replay took (logged), ms"),
+            &restart::metric(stop, "replay-ms"),
+            0,
+        );
+    }
+    table
+}
+
+/// The size scenario (rmif): memory per node and session, heartbeat CPU, snapshot, restart.
+fn size_table(results: &Results<System>) -> Table {
+    let mut table = Table::new(["rmif size (medians)", "leader", "followers (mean)"]);
+    let both = |table: &mut Table, label: String, figure: &str, digits: usize| {
+        table.row([
+            label,
+            number(
+                results.median(System::Rmif, &size::metric(figure, true)),
+                digits,
+            ),
+            number(
+                results.median(System::Rmif, &size::metric(figure, false)),
+                digits,
+            ),
+        ]);
+    };
+    let one = |table: &mut Table, label: &str, metric: &str, digits: usize| {
+        table.row([
+            label.to_owned(),
+            number(results.median(System::Rmif, metric), digits),
+            String::new(),
+        ]);
+    };
+    let count = |metric| number(results.median(System::Rmif, metric), 0);
+    let (nodes, sessions) = (count("size/nodes"), count("size/sessions"));
+    for step in size::STEPS {
+        both(
+            &mut table,
+            format!("resident MiB after: {step}"),
+            &format!("rss-mib-{step}"),
+            1,
+        );
+    }
+    both(
+        &mut table,
+        format!("bytes per persistent node ({nodes})"),
+        "bytes-per-node",
+        0,
+    );
+    both(
+        &mut table,
+        format!("bytes per session ({sessions})"),
+        "bytes-per-session",
+        0,
+    );
+    both(
+        &mut table,
+        "bytes per ephemeral node".to_owned(),
+        "bytes-per-ephemeral",
+        0,
+    );
+    both(
+        &mut table,
+        "CPU ms/s, no sessions".to_owned(),
+        "cpu-idle",
+        1,
+    );
+    both(
+        &mut table,
+        format!("CPU ms/s, {sessions} sessions' heartbeats only"),
+        "cpu-keepalive",
+        1,
+    );
+    one(
+        &mut table,
+        "CPU ms/s of this process (the heartbeats)",
+        "size/cpu-bench",
+        1,
+    );
+    one(
+        &mut table,
+        "snapshot of it all (leader), MiB",
+        "size/snapshot-mib",
+        1,
+    );
+    one(
+        &mut table,
+        "snapshot took (logged), ms",
+        "size/snapshot-ms",
+        0,
+    );
+    one(
+        &mut table,
+        "follower data directory, MiB",
+        "size/restart-data-mib",
+        1,
+    );
+    one(
+        &mut table,
+        "follower restart (sigterm): spawn to accepting, ms",
+        "size/restart-accepting",
+        0,
+    );
+    one(
+        &mut table,
+        "follower restart (sigterm): spawn to healthy, ms",
+        "size/restart-healthy",
+        0,
+    );
+    table
 }

@@ -18,16 +18,19 @@ use rmif_registry::{
 };
 use tokio::sync::watch;
 
+use crate::cluster::Tuning;
 use crate::process::{Launch, loopback};
 use crate::servers::Servers;
 use crate::system::Change;
 use crate::system::{DISCOVERY_SESSION, MemberPorts, Role, provider_metadata};
 
 /// Each member's properties file and command line: the release `rmif-registry` with its default
-/// Raft timing (25 ms ticks, election after 10, heartbeat every 2), plus `--rmif-set`. Provider
-/// probes are off: the providers announced here are stand-in addresses no provider serves, and
-/// etcd and ZooKeeper, which these scenarios compare with, probe nothing.
-pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launch> {
+/// Raft timing (25 ms ticks, election after 10, heartbeat every 2), `tuning`, then `--rmif-set`.
+/// Provider probes are off: the providers announced here are stand-in addresses no provider
+/// serves, and etcd and ZooKeeper, which these scenarios compare with, probe nothing. Members
+/// log their own INFO lines (snapshots, start-up replay, leadership changes), which some
+/// scenarios read; raft-rs's at WARN.
+pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts, tuning: Tuning) -> Vec<Launch> {
     let peer_list = (0..3)
         .map(|i| format!("{}={}", i + 1, loopback(ports.peers[i])))
         .collect::<Vec<_>>()
@@ -45,17 +48,23 @@ pub fn launches(servers: &Servers, dir: &Path, ports: &MemberPorts) -> Vec<Launc
                 ),
             )
             .expect("write rmif member configuration");
+            let tuned = tuning
+                .snapshot_entries
+                .map(|n| format!("snapshot_entries={n}"));
             Launch {
                 program: servers.rmif.clone().expect("rmif-registry binary"),
                 args: std::iter::once(config.into())
                     .chain(
-                        servers
-                            .rmif_set
+                        tuned
                             .iter()
+                            .chain(&servers.rmif_set)
                             .flat_map(|kv| [OsString::from("--set"), OsString::from(kv)]),
                     )
                     .collect(),
-                env: vec![("RMIF_LOG".to_owned(), "warn".to_owned())],
+                env: vec![(
+                    "RMIF_LOG".to_owned(),
+                    "warn,rmif_registry_server=info".to_owned(),
+                )],
             }
         })
         .collect()
@@ -178,6 +187,55 @@ pub async fn hold_ephemeral(
         .expect("create ephemeral");
     ready(session.timeout());
     std::future::pending::<()>().await;
+}
+
+/// `count` sessions of `timeout` over `clients` clients (client i on member i mod 3), opened 64
+/// at a time. Each heartbeats in the background, a third of its timeout apart, until dropped.
+pub async fn open_sessions(
+    members: &[SocketAddr],
+    clients: usize,
+    count: usize,
+    timeout: Duration,
+) -> Result<Vec<Session>, String> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let clients: Vec<RegistryClient> = (0..clients)
+        .map(|i| RegistryClient::new(&[members[i % members.len()]], ClientOptions::default()))
+        .collect();
+    futures_util::stream::iter(0..count)
+        .map(|i| {
+            let client = clients[i % clients.len()].clone();
+            async move {
+                client
+                    .open_session(timeout)
+                    .await
+                    .map_err(|e| format!("open session {i}: {e}"))
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await
+}
+
+/// Creates `path` holding `value` as an ephemeral node of `session`.
+pub async fn create_ephemeral(session: &Session, path: &str, value: &[u8]) -> Result<(), String> {
+    let ephemeral = CreateMode {
+        ephemeral: true,
+        sequential: false,
+    };
+    session
+        .create(path, value, ephemeral)
+        .await
+        .map(drop)
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// The index the member at `addr` has applied, if it answers.
+pub async fn applied(addr: SocketAddr) -> Option<u64> {
+    RegistryClient::new(&[addr], request_deadline(Duration::from_secs(1)))
+        .member_status(addr)
+        .await
+        .ok()
+        .map(|status| status.applied)
 }
 
 /// A session holding provider nodes of one service, created under

@@ -1,6 +1,6 @@
-//! The runs: per run and system, a fresh cluster with every chosen scenario run on it. A
-//! scenario that fails is reported and the others still run: one system's bug should not cost
-//! the whole comparison.
+//! The runs: per run and system, a fresh cluster with every chosen scenario that shares one run
+//! on it, then each chosen scenario that starts a cluster of its own. A scenario that fails is
+//! reported and the others still run: one system's bug should not cost the whole comparison.
 
 use std::panic::AssertUnwindSafe;
 
@@ -9,7 +9,9 @@ use rmif_bench::measure::{Results, rotated};
 
 use crate::client::Conn;
 use crate::cluster::Cluster;
-use crate::scenarios::{discovery, ephemeral, failover, fanout, throughput, watch};
+use crate::scenarios::{
+    discovery, ephemeral, failover, fanout, restart, size, stall, throughput, watch,
+};
 use crate::servers::Servers;
 use crate::{Options, Scenario, System, report};
 
@@ -46,17 +48,47 @@ pub fn bench(options: Options) {
         .collect();
     let runtime = rmif_bench::runtime();
     report::print_header(&options.timing, &servers);
+    let (own, shared): (Vec<Scenario>, Vec<Scenario>) = options
+        .scenarios
+        .iter()
+        .partition(|scenario| scenario.own_cluster());
     let mut results = Results::new();
     let mut errors = 0;
     for run in 0..options.timing.runs {
         for system in rotated(&systems, run) {
             eprintln!("run {}/{}: {}", run + 1, options.timing.runs, system.name());
-            let run = AssertUnwindSafe(run_system(system, &servers, &options, &mut results));
-            match runtime.block_on(run.catch_unwind()) {
-                Ok(failed_ops) => errors += failed_ops,
-                // Setting up the cluster failed (see the panic above); the other runs go on.
-                Err(_) => {
-                    results.record(system, "setup/failed", 1.0);
+            if !shared.is_empty() {
+                let run = AssertUnwindSafe(run_system(
+                    system,
+                    &servers,
+                    &options,
+                    &shared,
+                    &mut results,
+                ));
+                match runtime.block_on(run.catch_unwind()) {
+                    Ok(failed_ops) => errors += failed_ops,
+                    // Setting up the cluster failed (see the panic above); the other runs go on.
+                    Err(_) => {
+                        results.record(system, "setup/failed", 1.0);
+                        errors += 1;
+                    }
+                }
+            }
+            for &scenario in &own {
+                if !measures(scenario, system) {
+                    eprintln!("  {}: not measured on {}", scenario.name(), system.name());
+                    continue;
+                }
+                eprintln!("  {}:", scenario.name());
+                let run =
+                    AssertUnwindSafe(run_own(system, scenario, &servers, &options, &mut results));
+                if runtime.block_on(run.catch_unwind()).is_err() {
+                    eprintln!(
+                        "  {} FAILED on {} (see above)",
+                        scenario.name(),
+                        system.name()
+                    );
+                    results.record(system, format!("{}/failed", scenario.name()), 1.0);
                     errors += 1;
                 }
             }
@@ -69,12 +101,39 @@ pub fn bench(options: Options) {
     }
 }
 
-/// Starts a fresh cluster of `system`, runs every scenario on it, stops it. Returns the number
-/// of failed operations.
+/// Whether `scenario`, one with a cluster of its own, measures `system`.
+fn measures(scenario: Scenario, system: System) -> bool {
+    match scenario {
+        Scenario::Stall => stall::measures(system),
+        Scenario::Restart => restart::measures(system),
+        Scenario::Size => size::measures(system),
+        _ => true,
+    }
+}
+
+/// Runs `scenario`, which starts (and stops) a cluster of `system` of its own. A failure panics.
+async fn run_own(
+    system: System,
+    scenario: Scenario,
+    servers: &Servers,
+    options: &Options,
+    results: &mut Results<System>,
+) {
+    match scenario {
+        Scenario::Stall => stall::run(system, servers, &options.stall, results).await,
+        Scenario::Restart => restart::run(system, servers, options.restart_nodes, results).await,
+        Scenario::Size => size::run(servers, &options.size, results).await,
+        _ => unreachable!("{} runs on the shared cluster", scenario.name()),
+    }
+}
+
+/// Starts a fresh cluster of `system`, runs `scenarios` on it, stops it. Returns the number of
+/// failed operations.
 async fn run_system(
     system: System,
     servers: &Servers,
     options: &Options,
+    scenarios: &[Scenario],
     results: &mut Results<System>,
 ) -> u64 {
     let mut cluster = Cluster::start(system, servers);
@@ -87,7 +146,7 @@ async fn run_system(
     }
     throughput::prime(&cluster, &options.timing).await;
     let mut errors = 0;
-    for &scenario in &options.scenarios {
+    for &scenario in scenarios {
         let outcome = AssertUnwindSafe(run_scenario(&mut cluster, scenario, options, results))
             .catch_unwind()
             .await;
@@ -127,6 +186,9 @@ async fn run_scenario(
         Scenario::Discovery => discovery::run(cluster, leader, &options.discovery, results).await,
         Scenario::Ephemeral => ephemeral::run(cluster, leader, options.ephemerals, results).await,
         Scenario::Failover => failover::run(cluster, options.kills, results).await,
+        Scenario::Stall | Scenario::Restart | Scenario::Size => {
+            unreachable!("{} starts a cluster of its own", scenario.name())
+        }
     }
     0
 }

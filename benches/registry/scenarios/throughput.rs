@@ -4,12 +4,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use futures_util::future::join_all;
 use rmif_bench::measure::{Results, Sample, Tally, Unit, Window};
 use rmif_bench::options::Timing;
 
 use crate::client::Conn;
 use crate::cluster::Cluster;
+use crate::scenarios::load;
 use crate::{Scenario, System, VALUE};
 
 /// Client counts of the throughput scenarios.
@@ -103,18 +103,14 @@ static CELLS: AtomicU64 = AtomicU64::new(0);
 /// `clients` clients, client i on member i mod 3, each looping `load` for the warm-up and the
 /// measured window. Connections are made before the clock starts.
 async fn throughput(cluster: &Cluster, load: Load, clients: usize, timing: &Timing) -> Sample {
-    let conns =
-        join_all((0..clients).map(|i| Conn::to(cluster.system, cluster.clients[i % 3]))).await;
+    let conns = load::connections(cluster, clients).await;
     // Node names are unique across cells (and runs, which use fresh clusters anyway).
     let cell = CELLS.fetch_add(1, Ordering::Relaxed);
     let window = Window::after(timing.warmup, timing.duration);
     let tasks: Vec<_> = conns
         .into_iter()
         .enumerate()
-        .map(|(i, conn)| {
-            let conn = conn.unwrap_or_else(|e| panic!("client {i}: {e}"));
-            tokio::spawn(client_loop(conn, load, format!("{cell}-{i}"), window))
-        })
+        .map(|(i, conn)| tokio::spawn(client_loop(conn, load, format!("{cell}-{i}"), window)))
         .collect();
     let mut tally = Tally::new();
     for task in tasks {
