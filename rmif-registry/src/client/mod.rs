@@ -3,9 +3,11 @@
 //! older than one it has already seen.
 
 mod failover;
+mod policy;
 mod session;
 mod watch;
 
+pub use policy::{FailoverPolicy, OnRetry, RetryNotice};
 pub use session::{Session, SessionState};
 pub use watch::{WatchOptions, Watcher};
 
@@ -36,6 +38,13 @@ pub struct ClientOptions {
     pub attempt_timeout: Duration,
     /// Time to wait for a connection to a member.
     pub connect_timeout: Duration,
+    /// Whether a request that a member cannot serve goes on to the other members until
+    /// `timeout` ([`FailoverPolicy::UntilDeadline`], the default) or fails after trying each
+    /// member once ([`FailoverPolicy::OnePass`]).
+    pub failover: FailoverPolicy,
+    /// Told when a request starts retrying on other members, once per request (the `rmif`
+    /// command prints it, so that a wait is never silent); `None` by default.
+    pub on_retry: Option<OnRetry>,
 }
 
 impl Default for ClientOptions {
@@ -44,6 +53,8 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(1),
+            failover: FailoverPolicy::UntilDeadline,
+            on_retry: None,
         }
     }
 }
