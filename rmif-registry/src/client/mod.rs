@@ -9,7 +9,7 @@ mod watch;
 
 pub use policy::{FailoverPolicy, OnRetry, RetryNotice};
 pub use session::{Session, SessionState};
-pub use watch::{WatchOptions, Watcher};
+pub use watch::{NodeEvent, WatchEvents, WatchOptions, Watcher};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -525,6 +525,29 @@ impl RegistryClient {
         options: WatchOptions,
     ) -> Result<Watcher, RegistryError> {
         Watcher::start(self.clone(), path, options).await
+    }
+
+    /// Follows changes of `path` (a [`WatchMode::Persistent`] or [`WatchMode::Recursive`]
+    /// watch) as plain events: no armed message, and a resync turned into the events it stands
+    /// for (see [`WatchEvents`] for what can and cannot be rebuilt). A one-shot mode is refused
+    /// with [`RegistryError::BadRequest`].
+    pub async fn watch_events(
+        &self,
+        path: &str,
+        mode: WatchMode,
+    ) -> Result<WatchEvents, RegistryError> {
+        self.watch_events_with(path, mode.into()).await
+    }
+
+    /// [`RegistryClient::watch_events`] with the data of created and changed nodes in the
+    /// events, if `options` ask for it ([`WatchOptions::with_data`]); the watch always starts
+    /// from the watched nodes' state, whatever [`WatchOptions::initial_state`] says.
+    pub async fn watch_events_with(
+        &self,
+        path: &str,
+        options: WatchOptions,
+    ) -> Result<WatchEvents, RegistryError> {
+        WatchEvents::start(self.clone(), path, options).await
     }
 
     /// The client API addresses this client knows.
