@@ -89,6 +89,7 @@ pub fn request_deadline(deadline: Duration) -> ClientOptions {
         timeout: deadline,
         attempt_timeout: deadline,
         connect_timeout: Duration::from_millis(500),
+        ..ClientOptions::default()
     }
 }
 

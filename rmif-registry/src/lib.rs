@@ -6,7 +6,9 @@
 //!
 //! - [`App`]: a service process's lifecycle from one properties file: provide, call, run until
 //!   asked to stop, then withdraw, drain and stop;
-//! - [`RegistryClient`]: reads, writes and watches with failover between members;
+//! - [`RegistryClient`]: reads, writes and watches with failover between members (until a
+//!   deadline, or one pass with [`FailoverPolicy::OnePass`]); [`WatchEvents`], a watch as plain
+//!   node events;
 //! - [`Session`]: ephemeral nodes and deduplicated retries, kept alive in the background;
 //! - [`discovery`]: providers announcing themselves, consumers following provider lists;
 //! - [`recipes`]: leader election and fair locks with fencing tokens;
@@ -45,8 +47,8 @@ pub mod recipes;
 
 pub use app::{App, AppError, RunningApp};
 pub use client::{
-    ClientOptions, Consistency, CreateMode, RegistryClient, Session, SessionState, WatchOptions,
-    Watcher,
+    ClientOptions, Consistency, CreateMode, FailoverPolicy, NodeEvent, OnRetry, RegistryClient,
+    RetryNotice, Session, SessionState, WatchEvents, WatchOptions, Watcher,
 };
 pub use error::{ErrorKind, Outcome, RegistryError};
 pub use node::{ChangeKind, Stat};

@@ -1,7 +1,7 @@
 //! `rmif`: the registry's command-line client, in the spirit of zkCli and etcdctl.
 //!
 //! ```text
-//! rmif [--servers host:port,…] [--json] [--session-timeout MS] COMMAND
+//! rmif [--servers host:port,…] [--json] [--timeout MS] [--fail-fast] [--session-timeout MS] COMMAND
 //!
 //! rmif create [-p] [--ephemeral [--hold]] [--sequential] PATH [DATA]
 //! rmif get [--stale] PATH | set PATH DATA [--version V] | delete PATH [--version V]
@@ -17,6 +17,11 @@
 //! to stderr as one line (`rmif: PATH: message`), or with `--json` to stdout as one object
 //! (`{"error": {"kind", "message", "outcome", "exit_code", …}}`); the exit code says what
 //! happened ([`exit`]: did not happen, may have happened, usage).
+//!
+//! A request that a member cannot serve moves to the other members until `--timeout`, and the
+//! first such retry of a request says so on stderr (`rmif: ADDR unreachable (CAUSE); trying the
+//! other members for up to 10s`); with `--fail-fast` each member is tried once, and the error
+//! names every member and its cause.
 
 mod exit;
 mod recipes;
@@ -29,7 +34,8 @@ use clap::{Parser, Subcommand};
 use rmif_registry::Stat;
 use rmif_registry::api::WatchMode;
 use rmif_registry::{
-    ClientOptions, Consistency, CreateMode, ErrorKind, RegistryClient, RegistryError, SessionState,
+    ClientOptions, Consistency, CreateMode, ErrorKind, FailoverPolicy, OnRetry, RegistryClient,
+    RegistryError, SessionState,
 };
 use serde_json::json;
 
@@ -51,6 +57,10 @@ struct Cli {
     /// Give up on an operation after this many milliseconds (failovers included).
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout: u64,
+    /// Try each member once, then fail at once with an error naming every member and its cause
+    /// (refused, no answer, no leader), instead of retrying until --timeout: for scripts.
+    #[arg(long)]
+    fail_fast: bool,
     /// Timeout of the session opened for ephemeral nodes, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     session_timeout: u64,
@@ -322,6 +332,14 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     let servers = resolve_servers(&cli.servers).map_err(Failure::Usage)?;
     let options = ClientOptions {
         timeout: Duration::from_millis(cli.timeout),
+        failover: if cli.fail_fast {
+            FailoverPolicy::OnePass
+        } else {
+            FailoverPolicy::UntilDeadline
+        },
+        // A wait for the other members is never silent; on stderr, so that stdout stays the
+        // results (all JSON with --json). One pass is short and its error names every member.
+        on_retry: (!cli.fail_fast).then(|| OnRetry::new(|notice| eprintln!("rmif: {notice}"))),
         ..ClientOptions::default()
     };
     let client = RegistryClient::new(&servers, options);

@@ -3,7 +3,8 @@
 //! Every request a client makes (a read, a write, opening or moving a session, a heartbeat,
 //! opening a watch stream) goes through [`run`]: it tries one member, and when the failure says
 //! another attempt may succeed, the next member, pausing after each full round so that an
-//! election can finish. What may be retried is the caller's [`Retry`]; what one attempt does
+//! election can finish, until the deadline, or after one pass over the members under
+//! [`FailoverPolicy::OnePass`]. What may be retried is the caller's [`Retry`]; what one attempt does
 //! (attaching a session first, for instance) is the caller's closure. rmif-core's own retries are
 //! off for registry members: each member is a client of its own, and only this loop knows that a
 //! session must be attached before it is used on another member.
@@ -13,7 +14,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::RegistryClient;
-use crate::error::RegistryError;
+use super::policy::{FailoverPolicy, RetryNotice, describe, is_unreachable};
+use crate::error::{ErrorKind, RegistryError};
 
 /// Pause after the first full round of failed attempts; it grows by this much per round.
 const ROUND_PAUSE: Duration = Duration::from_millis(50);
@@ -59,12 +61,16 @@ pub(crate) struct Plan {
 }
 
 /// Runs `attempt(member)` on `plan.start`, then on the following members in turn, until one
-/// succeeds, a failure that `plan.retry` does not allow, or the deadline. Returns the answer and
-/// the member that gave it.
+/// succeeds, a failure that `plan.retry` does not allow, or the deadline (under
+/// [`FailoverPolicy::OnePass`], until every member was tried once). Returns the answer and the
+/// member that gave it.
 ///
 /// When it gives up after failures that all allowed another attempt, it reports the last answer
 /// a member gave (say, "no quorum") rather than the connection failures of members that are
 /// down, which say less; when no member could be reached at all, it names each with its cause.
+/// After one pass it names every member with its cause, whatever the causes were. The client's
+/// [`OnRetry`](super::OnRetry) hears of the request's first failure that leads to another
+/// attempt.
 pub(crate) async fn run<T, F, Fut>(
     client: &RegistryClient,
     plan: Plan,
@@ -78,19 +84,25 @@ where
     if members == 0 {
         return Err(RegistryError::NoServers);
     }
+    let policy = client.options().failover;
     let mut tried = 0usize;
     let mut answered: Option<RegistryError> = None;
     // Why each member could not be reached, if it could not (its last failure).
     let mut unreachable: Vec<Option<String>> = vec![None; members];
+    // Each member's last failure, for the error of a request that made its one pass.
+    let mut failures: Vec<Option<RegistryError>> = vec![None; members];
+    let mut notified = false;
     loop {
         let member = (plan.start + tried) % members;
         let error = match attempt(member).await {
             Ok(value) => return Ok((value, member)),
             Err(error) => error,
         };
+        let addr = client.addr(member).to_string();
         if is_unreachable(&error) {
-            unreachable[member] = Some(cause(&error, &client.addr(member).to_string()));
+            unreachable[member] = Some(describe(&error, &addr));
         }
+        failures[member] = Some(error.clone());
         let out_of_time = plan.deadline.is_some_and(|d| Instant::now() >= d);
         if !plan.retry.allows(&error) || out_of_time {
             return Err(match (error, answered) {
@@ -102,7 +114,24 @@ where
                 (error, _) => error,
             });
         }
-        tracing::debug!(member = %client.addr(member), %error, "registry request failed; trying another member");
+        if policy == FailoverPolicy::OnePass && tried + 1 >= members {
+            return Err(one_pass_failed(client, &failures, &unreachable, error));
+        }
+        tracing::debug!(member = %addr, %error, "registry request failed; trying another member");
+        if !notified {
+            notified = true;
+            if let Some(hook) = &client.options().on_retry {
+                hook.call(&RetryNotice {
+                    member: client.addr(member),
+                    error: error.clone(),
+                    members,
+                    policy,
+                    remaining: plan
+                        .deadline
+                        .map(|d| d.saturating_duration_since(Instant::now())),
+                });
+            }
+        }
         if !matches!(error, RegistryError::Rpc(_)) {
             answered = Some(error);
         }
@@ -115,32 +144,6 @@ where
             }
             tokio::time::sleep(pause).await;
         }
-    }
-}
-
-/// A failure to reach a member at all (refused, unreachable), as opposed to its answer or a
-/// request lost on the way.
-fn is_unreachable(error: &RegistryError) -> bool {
-    matches!(
-        error,
-        RegistryError::Rpc(
-            rmif_core::Error::Unavailable { .. } | rmif_core::Error::NoProvider { .. }
-        )
-    )
-}
-
-/// Why the member at `addr` could not be reached, without the wording around it: rmif-core's
-/// error names the address followed by the cause.
-fn cause(error: &RegistryError, addr: &str) -> String {
-    let text = error.to_string();
-    let marker = format!("{addr}: ");
-    match text.find(&marker) {
-        // The cause, less the parenthesis that closes rmif-core's list around it.
-        Some(at) => {
-            let rest = &text[at + marker.len()..];
-            rest.strip_suffix(')').unwrap_or(rest).to_owned()
-        }
-        None => text,
     }
 }
 
@@ -169,6 +172,52 @@ fn none_reached(
     })
 }
 
+/// The error for a request that failed once on every member (one pass): every member with its
+/// cause. Its kind is the most telling of the failures: "outcome unknown" if an attempt may
+/// have been performed (a write must not be taken as not applied), else "no quorum" if a member
+/// answered that it has no leader or quorum (or is shutting down), else "unreachable" when no
+/// member could be reached at all.
+fn one_pass_failed(
+    client: &RegistryClient,
+    failures: &[Option<RegistryError>],
+    unreachable: &[Option<String>],
+    last: RegistryError,
+) -> RegistryError {
+    let failed: Vec<(usize, &RegistryError)> = failures
+        .iter()
+        .enumerate()
+        .filter_map(|(member, error)| Some((member, error.as_ref()?)))
+        .collect();
+    if failed.len() < 2 {
+        return last;
+    }
+    if failed.iter().all(|(_, error)| is_unreachable(error)) {
+        return none_reached(client, unreachable, last);
+    }
+    let causes: Vec<String> = failed
+        .iter()
+        .map(|(member, error)| {
+            let addr = client.addr(*member).to_string();
+            format!("{addr}: {}", describe(error, &addr))
+        })
+        .collect();
+    let detail = format!(
+        "none of the {} members could serve the request, each tried once ({})",
+        failed.len(),
+        causes.join("; ")
+    );
+    let kinds: Vec<ErrorKind> = failed.iter().map(|(_, error)| error.kind()).collect();
+    if kinds.contains(&ErrorKind::OutcomeUnknown) {
+        RegistryError::Indeterminate(detail)
+    } else if kinds.contains(&ErrorKind::NoQuorum) {
+        RegistryError::NoQuorum(detail)
+    } else {
+        // Failures of another kind (a session that moved, a watch cut off): the last one, as
+        // the deadline's rule reports it.
+        last
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -177,11 +226,33 @@ mod tests {
     use crate::client::ClientOptions;
 
     fn client(members: usize) -> RegistryClient {
+        client_with(members, ClientOptions::default())
+    }
+
+    fn client_with(members: usize, options: ClientOptions) -> RegistryClient {
         // Port 1 on loopback refuses at once; nothing here connects anyway.
         let servers: Vec<std::net::SocketAddr> = (0..members)
             .map(|i| std::net::SocketAddr::from(([127, 0, 0, 1 + i as u8], 1)))
             .collect();
-        RegistryClient::new(&servers, ClientOptions::default())
+        RegistryClient::new(&servers, options)
+    }
+
+    fn one_pass(members: usize) -> RegistryClient {
+        client_with(
+            members,
+            ClientOptions {
+                failover: FailoverPolicy::OnePass,
+                ..ClientOptions::default()
+            },
+        )
+    }
+
+    /// A refusal as rmif-core reports it for a member's own connection.
+    fn refused_at(member: usize) -> RegistryError {
+        RegistryError::Rpc(rmif_core::Error::NoProvider {
+            service: "rmif.Registry".into(),
+            detail: format!(" (127.0.0.{}:1: connection refused)", member + 1),
+        })
     }
 
     fn lost() -> RegistryError {
@@ -374,5 +445,125 @@ mod tests {
         .await;
         assert_eq!(outcome.unwrap_err(), RegistryError::NoServers);
         assert!(tried.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_pass_tries_each_member_once_then_names_each_with_its_cause() {
+        let client = one_pass(3);
+        let started = Instant::now();
+        let answers = (0..3).map(|m| Err(refused_at((m + 1) % 3))).collect();
+        let (outcome, tried) = script(
+            &client,
+            plan(1, Retry::Retryable, Some(Duration::from_secs(10))),
+            answers,
+        )
+        .await;
+        assert_eq!(tried, [1, 2, 0], "each member once, from the preferred one");
+        // No pause between rounds: there is no second round.
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        let error = outcome.unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::Unreachable);
+        let text = error.to_string();
+        for member in ["127.0.0.1:1", "127.0.0.2:1", "127.0.0.3:1"] {
+            assert!(
+                text.contains(&format!("{member}: connection refused")),
+                "{text}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_pass_does_not_wait_for_an_election() {
+        let client = one_pass(3);
+        let no_leader = RegistryError::NoQuorum("no leader".into());
+        let answers = vec![
+            Err(refused_at(0)),
+            Err(no_leader.clone()),
+            Err(no_leader.clone()),
+            Ok(1),
+        ];
+        let (outcome, tried) = script(
+            &client,
+            plan(0, Retry::Retryable, Some(Duration::from_secs(10))),
+            answers,
+        )
+        .await;
+        assert_eq!(tried, [0, 1, 2]);
+        let error = outcome.unwrap_err();
+        // A member answered: the cluster is up but has no leader, which is not "unreachable".
+        assert_eq!(error.kind(), crate::ErrorKind::NoQuorum);
+        let text = error.to_string();
+        assert!(text.contains("127.0.0.1:1: connection refused"), "{text}");
+        assert!(text.contains("127.0.0.2:1: no quorum: no leader"), "{text}");
+        assert!(text.contains("127.0.0.3:1: no quorum: no leader"), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_pass_still_moves_past_a_dead_member() {
+        let client = one_pass(3);
+        let (outcome, tried) = script(
+            &client,
+            plan(2, Retry::Retryable, Some(Duration::from_secs(10))),
+            vec![Err(refused_at(2)), Ok(4)],
+        )
+        .await;
+        assert_eq!(outcome.unwrap(), (4, 0));
+        assert_eq!(tried, [2, 0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_pass_with_an_attempt_that_may_have_run_says_outcome_unknown() {
+        let client = one_pass(2);
+        let (outcome, _) = script(
+            &client,
+            plan(0, Retry::Retryable, Some(Duration::from_secs(10))),
+            vec![Err(lost()), Err(refused_at(1))],
+        )
+        .await;
+        let error = outcome.unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::OutcomeUnknown);
+        assert!(
+            error
+                .to_string()
+                .contains("127.0.0.2:1: connection refused"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_retry_of_a_request_is_told_once_with_member_cause_and_time_left() {
+        let notices = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let heard = notices.clone();
+        let client = client_with(
+            3,
+            ClientOptions {
+                on_retry: Some(super::super::OnRetry::new(move |notice| {
+                    heard.lock().unwrap().push(notice.to_string())
+                })),
+                ..ClientOptions::default()
+            },
+        );
+        let (outcome, _) = script(
+            &client,
+            plan(0, Retry::Retryable, Some(Duration::from_secs(10))),
+            vec![Err(refused_at(0)), Err(refused_at(1)), Err(lost()), Ok(2)],
+        )
+        .await;
+        assert_eq!(outcome.unwrap(), (2, 0));
+        assert_eq!(
+            *notices.lock().unwrap(),
+            [
+                "127.0.0.1:1 unreachable (connection refused); trying the other members for up to 10s"
+            ]
+        );
+        // A request served at once tells nothing.
+        let (outcome, _) = script(
+            &client,
+            plan(0, Retry::Retryable, Some(Duration::from_secs(10))),
+            vec![Ok(3)],
+        )
+        .await;
+        assert_eq!(outcome.unwrap(), (3, 0));
+        assert_eq!(notices.lock().unwrap().len(), 1);
     }
 }

@@ -3,11 +3,13 @@
 //! older than one it has already seen.
 
 mod failover;
+mod policy;
 mod session;
 mod watch;
 
+pub use policy::{FailoverPolicy, OnRetry, RetryNotice};
 pub use session::{Session, SessionState};
-pub use watch::{WatchOptions, Watcher};
+pub use watch::{NodeEvent, WatchEvents, WatchOptions, Watcher};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +38,13 @@ pub struct ClientOptions {
     pub attempt_timeout: Duration,
     /// Time to wait for a connection to a member.
     pub connect_timeout: Duration,
+    /// Whether a request that a member cannot serve goes on to the other members until
+    /// `timeout` ([`FailoverPolicy::UntilDeadline`], the default) or fails after trying each
+    /// member once ([`FailoverPolicy::OnePass`]).
+    pub failover: FailoverPolicy,
+    /// Told when a request starts retrying on other members, once per request (the `rmif`
+    /// command prints it, so that a wait is never silent); `None` by default.
+    pub on_retry: Option<OnRetry>,
 }
 
 impl Default for ClientOptions {
@@ -44,6 +53,8 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(1),
+            failover: FailoverPolicy::UntilDeadline,
+            on_retry: None,
         }
     }
 }
@@ -514,6 +525,29 @@ impl RegistryClient {
         options: WatchOptions,
     ) -> Result<Watcher, RegistryError> {
         Watcher::start(self.clone(), path, options).await
+    }
+
+    /// Follows changes of `path` (a [`WatchMode::Persistent`] or [`WatchMode::Recursive`]
+    /// watch) as plain events: no armed message, and a resync turned into the events it stands
+    /// for (see [`WatchEvents`] for what can and cannot be rebuilt). A one-shot mode is refused
+    /// with [`RegistryError::BadRequest`].
+    pub async fn watch_events(
+        &self,
+        path: &str,
+        mode: WatchMode,
+    ) -> Result<WatchEvents, RegistryError> {
+        self.watch_events_with(path, mode.into()).await
+    }
+
+    /// [`RegistryClient::watch_events`] with the data of created and changed nodes in the
+    /// events, if `options` ask for it ([`WatchOptions::with_data`]); the watch always starts
+    /// from the watched nodes' state, whatever [`WatchOptions::initial_state`] says.
+    pub async fn watch_events_with(
+        &self,
+        path: &str,
+        options: WatchOptions,
+    ) -> Result<WatchEvents, RegistryError> {
+        WatchEvents::start(self.clone(), path, options).await
     }
 
     /// The client API addresses this client knows.

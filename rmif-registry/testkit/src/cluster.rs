@@ -285,6 +285,7 @@ impl Cluster {
             timeout: Duration::from_secs(2),
             attempt_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_millis(500),
+            ..ClientOptions::default()
         };
         RegistryClient::new(&[self.member(id).client_addr], options)
     }

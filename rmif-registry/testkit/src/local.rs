@@ -79,6 +79,7 @@ impl LocalCluster {
                         timeout: Duration::from_secs(1),
                         attempt_timeout: Duration::from_secs(1),
                         connect_timeout: Duration::from_millis(500),
+                        ..ClientOptions::default()
                     },
                 );
                 if let Ok(status) = client.member_status(*addr).await {

@@ -305,6 +305,7 @@ async fn run(plan: Plan) -> Vec<String> {
         timeout: Duration::from_secs(3),
         attempt_timeout: Duration::from_millis(1500),
         connect_timeout: Duration::from_millis(300),
+        ..ClientOptions::default()
     };
     let setup = RegistryClient::new(&cluster.servers(), options.clone());
     setup

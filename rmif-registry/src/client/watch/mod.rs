@@ -2,11 +2,13 @@
 //! answers, asking for the changes after the last zxid it delivered (`stream`), so the
 //! application sees every change once, in order, or an explicit resync. Persistent and
 //! recursive watches of one node share one stream per client (`shared`); one-shot watches have
-//! their own.
+//! their own. `events` turns a watch into plain node events, resyncs included.
 
+mod events;
 mod shared;
 mod stream;
 
+pub use events::{NodeEvent, WatchEvents};
 pub(crate) use shared::SharedWatches;
 
 use tokio::sync::mpsc;
