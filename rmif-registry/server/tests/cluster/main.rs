@@ -2,7 +2,9 @@
 
 mod errors;
 mod linearizability;
+mod load;
 mod logs;
 mod replication;
+mod restart;
 mod sessions;
 mod torture;
