@@ -186,6 +186,7 @@ impl Driver {
         self.raw.tick();
         self.ticks += 1;
         let now = Instant::now();
+        self.sessions.log_expiries(now);
         if self.is_leader() {
             self.expire_sessions(now);
         } else if self.leader != 0 {
@@ -213,7 +214,7 @@ impl Driver {
         if expired.is_empty() {
             return;
         }
-        tracing::info!(sessions = ?expired, "expiring sessions whose heartbeats stopped");
+        tracing::debug!(sessions = ?expired, "expiring sessions whose heartbeats stopped");
         self.proposals
             .propose(Action::ExpireSessions { sessions: expired }, None, None);
     }
