@@ -24,6 +24,7 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "max_session_timeout_ms",
     "initial_cluster_state",
     "log_engine",
+    "log_format",
     "probe_providers",
     "Tick_time",
     "Again_time",
@@ -49,6 +50,38 @@ impl LogEngine {
             LogEngine::Wal => "wal",
             LogEngine::Redb => "redb",
         }
+    }
+}
+
+/// How a member writes its log lines (`log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIMESTAMP LEVEL TARGET: message key=value …`, coloured on a terminal only.
+    #[default]
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `target`, `message` and the event's
+    /// fields, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// Every format, by the name `log_format` takes.
+    const ALL: [LogFormat; 2] = [LogFormat::Text, LogFormat::Json];
+
+    /// The name `log_format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+
+    /// Parses a `log_format` value; the error names the values allowed.
+    pub fn parse(value: &str) -> Result<LogFormat, String> {
+        LogFormat::ALL
+            .into_iter()
+            .find(|format| format.name().eq_ignore_ascii_case(value.trim()))
+            .ok_or_else(|| format!("`{value}` is not a log format: expected text or json"))
     }
 }
 
@@ -102,6 +135,9 @@ pub struct RegistryConfig {
     /// Log an alert when a provider becomes unavailable or available again, and keep the last
     /// alerts in `/rmif/alerts` (`Monitor_log`, default false).
     pub monitor_log: bool,
+    /// How the member's log lines are written (`log_format = text | json`, default text). The
+    /// program reads it; a member started in-process logs wherever its host's subscriber does.
+    pub log_format: LogFormat,
 }
 
 impl RegistryConfig {
@@ -129,6 +165,7 @@ impl RegistryConfig {
             probe_tick: Duration::from_millis(3000),
             probe_again: 3,
             monitor_log: false,
+            log_format: LogFormat::Text,
         }
     }
 
@@ -256,6 +293,9 @@ impl RegistryConfig {
         if let Some(monitor) = p.take_bool("Monitor_log")? {
             config.monitor_log = monitor;
         }
+        if let Some(format) = p.take_with("log_format", LogFormat::parse)? {
+            config.log_format = format;
+        }
         p.finish(REGISTRY_KEYS)?;
         config.validate(&origin)?;
         Ok(config)
@@ -346,6 +386,13 @@ mod tests {
         assert_eq!(config.probe_tick, Duration::from_secs(3), "the default");
         assert!(!config.monitor_log);
         assert!(config.probe_providers);
+        assert_eq!(config.log_format, LogFormat::Text, "the default");
+        let json = parse(
+            "node_id=1\npeers=1=127.0.0.1:7101\nclient_addr=127.0.0.1:7001\ndata_dir=d\n\
+             LOG_FORMAT=JSON\n",
+        )
+        .unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
     }
 
     #[test]
@@ -409,6 +456,11 @@ mod tests {
                 format!("{base}peers=1=127.0.0.1:7100\nsnapshot_log_mb=lots\n"),
                 "snapshot_log_mb",
                 "expected megabytes, from 1",
+            ),
+            (
+                format!("{base}peers=1=127.0.0.1:7100\nlog_format=xml\n"),
+                "log_format",
+                "`xml` is not a log format: expected text or json",
             ),
         ];
         for (text, key, reason) in cases {

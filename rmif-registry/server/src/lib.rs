@@ -33,6 +33,6 @@ mod storage;
 mod tree;
 mod watch;
 
-pub use config::{LogEngine, REGISTRY_KEYS, RegistryConfig, parse_peers};
+pub use config::{LogEngine, LogFormat, REGISTRY_KEYS, RegistryConfig, parse_peers};
 pub use error::ServerError;
 pub use member::RegistryServer;

@@ -4,6 +4,7 @@
 //! rmif-registry --dev                              # single member on 127.0.0.1:7000, temporary data
 //! rmif-registry member.properties                  # a member of a cluster
 //! rmif-registry member.properties --data-dir /srv/rmif   # any key can be overridden
+//! rmif-registry member.properties --log-format json     # one JSON object per log line
 //! ```
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rmif_core::config::Properties;
-use rmif_registry_server::{RegistryConfig, RegistryServer};
+use rmif_registry_server::{LogFormat, RegistryConfig, RegistryServer};
 
 /// A member allocates millions of small objects (tree nodes, log entries) and frees them from
 /// other threads; mimalloc does both faster than the system allocator, which shows most in a
@@ -24,8 +25,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "rmif-registry", version)]
 struct Args {
     /// Properties file with node_id, peers, client_addr, data_dir (and optional admin_addr,
-    /// raft_tick_ms, election_ticks, heartbeat_ticks, snapshot_entries, snapshot_log_mb, and the
-    /// provider probes' probe_providers, Tick_time, Again_time, Monitor_log).
+    /// raft_tick_ms, election_ticks, heartbeat_ticks, snapshot_entries, snapshot_log_mb,
+    /// log_format, and the provider probes' probe_providers, Tick_time, Again_time, Monitor_log).
     config: Option<PathBuf>,
     /// Start a single member on 127.0.0.1:7000 (or --client-addr) with data in a temporary
     /// directory (or --data-dir). No configuration file needed.
@@ -46,6 +47,9 @@ struct Args {
     /// Overrides `data_dir`.
     #[arg(long)]
     data_dir: Option<String>,
+    /// Overrides `log_format`: `text` (the default) or `json` (one JSON object per line).
+    #[arg(long, env = "RMIF_LOG_FORMAT", value_name = "text|json")]
+    log_format: Option<String>,
     /// Overrides any other key: `--set snapshot_entries=5000` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -60,6 +64,7 @@ impl Args {
             ("client_addr", &self.client_addr),
             ("admin_addr", &self.admin_addr),
             ("data_dir", &self.data_dir),
+            ("log_format", &self.log_format),
         ];
         for (key, value) in named {
             if let Some(value) = value {
@@ -76,7 +81,8 @@ impl Args {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr in `format`, at the levels `RMIF_LOG` names (INFO by default).
+fn init_logging(format: LogFormat) {
     let filter = std::env::var("RMIF_LOG")
         .ok()
         .and_then(|spec| spec.parse::<tracing_subscriber::filter::Targets>().ok())
@@ -86,15 +92,34 @@ fn init_logging() {
         });
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    let text = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            // Colours for a terminal only: escape codes make log files hard to read.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    });
+    // The event's fields at the top level, beside `timestamp`, `level`, `target` and
+    // `message`: what log collectors index without a mapping.
+    let json = (format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+    });
     let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                // Colours for a terminal only: escape codes make log files hard to read.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
+        .with(text)
+        .with(json)
         .with(filter)
         .try_init();
+}
+
+/// Says why the member stops: an error line in the log format asked for (in JSON, so that a
+/// collector sees it), plain text on stderr otherwise.
+fn report(format: LogFormat, error: &dyn std::fmt::Display) {
+    match format {
+        LogFormat::Json => tracing::error!(%error, "rmif-registry stopping"),
+        LogFormat::Text => eprintln!("rmif-registry: {error}"),
+    }
 }
 
 fn configure(args: &Args) -> Result<(RegistryConfig, Option<tempfile::TempDir>), String> {
@@ -134,10 +159,31 @@ fn configure(args: &Args) -> Result<(RegistryConfig, Option<tempfile::TempDir>),
     Ok((config, None))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long the exit waits for work still running on the runtime's blocking threads once the
+/// member has stopped: a snapshot being serialized, which can take seconds on a large tree and
+/// is not needed (the log holds everything it would), must not hold SIGTERM up.
+const BLOCKING_WORK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rmif-registry: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run());
+    runtime.shutdown_timeout(BLOCKING_WORK_GRACE);
+    code
+}
+
+/// Runs the member until SIGTERM or Ctrl-C (exit status 0), or until it fails.
+async fn run() -> ExitCode {
     let args = Args::parse();
-    init_logging();
+    // Before the configuration is read, there is no log format yet: its errors are plain text.
     let (config, temporary) = match configure(&args) {
         Ok(configured) => configured,
         Err(error) => {
@@ -145,28 +191,34 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let format = config.log_format;
+    init_logging(format);
     let data_dir = config.data_dir.clone();
     let node_id = config.node_id;
     let mut server = match RegistryServer::start(config).await {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("rmif-registry: {error}");
+            report(format, &error);
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "rmif-registry member {node_id}: clients on {}, peers on {}, data in {}",
-        server.client_addr(),
-        server.peer_addr(),
-        data_dir.display()
-    );
+    // In JSON, every line of the output is an object: the "registry member started" log line
+    // says the same.
+    if format == LogFormat::Text {
+        println!(
+            "rmif-registry member {node_id}: clients on {}, peers on {}, data in {}",
+            server.client_addr(),
+            server.peer_addr(),
+            data_dir.display()
+        );
+    }
     let code = tokio::select! {
         _ = rmif_core::shutdown_signal() => {
             server.shutdown().await;
             ExitCode::SUCCESS
         }
         error = server.failed() => {
-            eprintln!("rmif-registry: stopping: {error}");
+            report(format, &format_args!("stopping: {error}"));
             ExitCode::FAILURE
         }
     };

@@ -110,7 +110,18 @@ impl RegistryServer {
             config.peers.iter().map(|(k, v)| (*k, *v)).collect();
         peer_addrs.insert(config.node_id, peer_addr);
         let shutdown = CancellationToken::new();
-        let peers = TcpNetwork::start(config.node_id, peer_listener, &peer_addrs, shutdown.clone());
+        // A peer is logged as not answering after twice the longest election timeout (at least
+        // a second): long enough that a busy member is not reported, short enough that an
+        // operator reads it before the members have given up on it.
+        let election = config.tick * config.election_ticks as u32;
+        let silence = (election * 4).max(Duration::from_secs(1));
+        let peers = TcpNetwork::start(
+            config.node_id,
+            peer_listener,
+            &peer_addrs,
+            silence,
+            shutdown.clone(),
+        );
         let (replica, replica_task) = Replica::start(
             ReplicaConfig {
                 id: config.node_id,
@@ -170,7 +181,13 @@ impl RegistryServer {
             .add_service(RegistryProvider::new(service))
             .serve_on(listener)
             .map_err(ServerError::Serve)?;
-        tracing::info!(id = config.node_id, %client_addr, %peer_addr, "registry member started");
+        tracing::info!(
+            id = config.node_id,
+            %client_addr,
+            %peer_addr,
+            data_dir = %config.data_dir.display(),
+            "registry member started"
+        );
         Ok(RegistryServer {
             api,
             replica_task,

@@ -230,6 +230,33 @@ impl Cluster {
         }
     }
 
+    /// SIGTERM, then waits up to `limit` for the process to exit on its own; returns its exit
+    /// status and how long it took. Panics (after a SIGKILL) if it still runs after `limit`.
+    pub async fn terminate_within(
+        &mut self,
+        id: u64,
+        limit: Duration,
+    ) -> (std::process::ExitStatus, Duration) {
+        let mut child = self
+            .member_mut(id)
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("member {id} is not running"));
+        let started = Instant::now();
+        send_signal(child.id(), libc::SIGTERM);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the member") {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("member {id} did not exit within {limit:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// SIGSTOP: the process is paused, not dead.
     pub fn pause(&self, id: u64) {
         if let Some(pid) = self.member(id).pid() {

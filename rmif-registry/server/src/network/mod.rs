@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 pub mod memory;
+pub mod reachability;
 pub mod tcp;
 
 use raft::prelude::{Message, MessageType};

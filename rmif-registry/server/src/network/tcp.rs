@@ -4,7 +4,9 @@
 //! member's notice that it lost its storage.
 //!
 //! A full outbox drops rather than blocks, and a broken connection is reported to raft-rs as
-//! "unreachable" so that it stops pipelining to that peer.
+//! "unreachable" so that it stops pipelining to that peer. Each outbox also tells the operator
+//! when its peer becomes unreachable (the connection lost or refused, or the peer silent) and
+//! when it is back, once per change ([`super::reachability`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
+use super::reachability::{Heard, PeerWatch};
 use super::{INBOUND_CAPACITY, PeerEvent, PeerInbound, PeerMessage, PeerNetwork, Peers};
 
 /// First bytes of every peer connection, followed by the sender's id as a u64.
@@ -72,30 +75,33 @@ pub struct TcpNetwork {
 
 impl TcpNetwork {
     /// Starts an outbox per peer (every member of `peers` but `me`) and the listener for
-    /// inbound connections.
+    /// inbound connections. A peer that sent nothing for `silence` after being sent something
+    /// is logged as unreachable (it stopped answering).
     pub fn start(
         me: u64,
         listener: TcpListener,
         peers: &HashMap<u64, SocketAddr>,
+        silence: Duration,
         shutdown: CancellationToken,
     ) -> Peers {
+        let heard = Heard::new(peers.keys().copied());
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
         let (events_tx, events) = mpsc::unbounded_channel();
         let mut outboxes = HashMap::new();
         for (&id, &addr) in peers.iter().filter(|(id, _)| **id != me) {
             let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
             outboxes.insert(id, tx);
-            tokio::spawn(run_outbox(
+            let link = Link {
                 me,
-                id,
+                to: id,
                 addr,
-                rx,
-                events_tx.clone(),
-                shutdown.clone(),
-            ));
+                heard: heard.clone(),
+                silence,
+            };
+            tokio::spawn(run_outbox(link, rx, events_tx.clone(), shutdown.clone()));
         }
         let members: Vec<u64> = peers.keys().copied().collect();
-        tokio::spawn(accept(listener, members, inbound_tx, shutdown));
+        tokio::spawn(accept(listener, members, heard, inbound_tx, shutdown));
         Peers {
             network: Box::new(TcpNetwork {
                 outboxes,
@@ -123,23 +129,44 @@ impl PeerNetwork for TcpNetwork {
     }
 }
 
-async fn run_outbox(
+/// One outbox's peer, and what it needs to judge whether the peer answers.
+struct Link {
     me: u64,
     to: u64,
     addr: SocketAddr,
+    heard: Heard,
+    silence: Duration,
+}
+
+async fn run_outbox(
+    link: Link,
     mut outbox: mpsc::Receiver<PeerMessage>,
     events: mpsc::UnboundedSender<PeerEvent>,
     shutdown: CancellationToken,
 ) {
+    let Link {
+        me,
+        to,
+        addr,
+        heard,
+        silence,
+    } = link;
+    let mut watch = PeerWatch::new(to, addr, heard, silence);
     let mut backoff = Duration::from_millis(20);
     loop {
         let connected = tokio::select! {
             connected = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)) => connected,
             _ = shutdown.cancelled() => return,
         };
-        let stream = match connected {
-            Ok(Ok(stream)) => stream,
-            _ => {
+        let failure = match connected {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(error)) => Err(format!("cannot connect: {error}")),
+            Err(_) => Err("cannot connect: no answer within 1 s".to_owned()),
+        };
+        let stream = match failure {
+            Ok(stream) => stream,
+            Err(cause) => {
+                watch.failed(&cause);
                 // Whatever waited for this peer is stale by the time it could be delivered.
                 while let Ok(outgoing) = outbox.try_recv() {
                     if outgoing.is_snapshot() {
@@ -164,16 +191,23 @@ async fn run_outbox(
         let mut hello = BytesMut::with_capacity(16);
         hello.put_slice(HELLO);
         hello.put_u64(me);
-        if writer.send(hello.freeze()).await.is_err() {
+        if let Err(error) = writer.send(hello.freeze()).await {
+            watch.failed(&format!("connection lost: {error}"));
             continue;
         }
-        tracing::debug!(to, %addr, "connected to peer");
+        watch.connected();
+        let mut judge = tokio::time::interval(silence / 4);
+        judge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'connected: loop {
             let first = tokio::select! {
                 message = outbox.recv() => match message {
                     Some(message) => message,
                     None => return,
                 },
+                _ = judge.tick() => {
+                    watch.judge(tokio::time::Instant::now());
+                    continue 'connected;
+                }
                 _ = shutdown.cancelled() => return,
             };
             let mut batch = vec![first];
@@ -184,34 +218,47 @@ async fn run_outbox(
                 }
             }
             let snapshots = batch.iter().filter(|o| o.is_snapshot()).count();
-            let mut failed = false;
-            for outgoing in &batch {
-                let Some(bytes) = encode(outgoing) else {
-                    continue;
-                };
-                if writer.feed(bytes).await.is_err() {
-                    failed = true;
-                    break;
+            // A peer that stopped reading (its process paused) makes the write wait once the
+            // socket's buffers are full: it is judged meanwhile, and found silent.
+            let write = write_batch(&mut writer, &batch);
+            tokio::pin!(write);
+            let failed = loop {
+                tokio::select! {
+                    written = &mut write => break written.err(),
+                    _ = judge.tick() => watch.judge(tokio::time::Instant::now()),
+                    _ = shutdown.cancelled() => return,
                 }
-            }
-            if !failed && SinkExt::<Bytes>::flush(&mut writer).await.is_err() {
-                failed = true;
-            }
+            };
             for _ in 0..snapshots {
-                let _ = events.send(PeerEvent::SnapshotSent(to, !failed));
+                let _ = events.send(PeerEvent::SnapshotSent(to, failed.is_none()));
             }
-            if failed {
-                tracing::debug!(to, %addr, "peer connection broke");
+            if let Some(error) = failed {
+                watch.failed(&format!("connection lost: {error}"));
                 let _ = events.send(PeerEvent::Unreachable(to));
                 break 'connected;
             }
+            watch.sent(tokio::time::Instant::now());
         }
     }
+}
+
+/// Writes `batch` and flushes it.
+async fn write_batch(
+    writer: &mut FramedWrite<TcpStream, LengthDelimitedCodec>,
+    batch: &[PeerMessage],
+) -> std::io::Result<()> {
+    for outgoing in batch {
+        if let Some(bytes) = encode(outgoing) {
+            writer.feed(bytes).await?;
+        }
+    }
+    SinkExt::<Bytes>::flush(writer).await
 }
 
 async fn accept(
     listener: TcpListener,
     members: Vec<u64>,
+    heard: Heard,
     inbound: mpsc::Sender<PeerInbound>,
     shutdown: CancellationToken,
 ) {
@@ -227,6 +274,7 @@ async fn accept(
                     stream,
                     peer,
                     members.clone(),
+                    heard.clone(),
                     inbound.clone(),
                     shutdown.clone(),
                 ));
@@ -243,6 +291,7 @@ async fn read_peer(
     stream: TcpStream,
     peer: SocketAddr,
     members: Vec<u64>,
+    heard: Heard,
     inbound: mpsc::Sender<PeerInbound>,
     shutdown: CancellationToken,
 ) {
@@ -273,7 +322,10 @@ async fn read_peer(
             _ = shutdown.cancelled() => return,
         };
         let bytes = match frame {
-            Some(Ok(bytes)) => bytes,
+            Some(Ok(bytes)) => {
+                heard.record(from);
+                bytes
+            }
             Some(Err(error)) => {
                 tracing::warn!(%peer, from, %error, "bad frame from peer; connection closed");
                 let _ = inbound.send(PeerInbound::Disconnected(from)).await;

@@ -184,6 +184,7 @@ impl Driver {
         self.raw.tick();
         self.ticks += 1;
         let now = Instant::now();
+        self.sessions.log_expiries(now);
         if self.is_leader() {
             self.expire_sessions(now);
         } else if self.leader != 0 {
@@ -211,7 +212,7 @@ impl Driver {
         if expired.is_empty() {
             return;
         }
-        tracing::info!(sessions = ?expired, "expiring sessions whose heartbeats stopped");
+        tracing::debug!(sessions = ?expired, "expiring sessions whose heartbeats stopped");
         self.proposals
             .propose(Action::ExpireSessions { sessions: expired }, None, None);
     }
@@ -280,7 +281,7 @@ impl Driver {
 
     /// Hands this turn's proposals to raft-rs; their callers hear at once if it refuses them.
     fn propose_turn(&mut self) {
-        let Some((message, turn)) = self.proposals.take_turn() else {
+        let Some((message, turn)) = self.proposals.take_turn(self.raw.raft.term) else {
             return;
         };
         if let Err(error) = self.raw.step(message) {
@@ -315,6 +316,9 @@ impl Driver {
                 self.on_leader_change(leader);
             }
         }
+        let raft = &self.raw.raft;
+        self.proposals
+            .observe_term(raft.term, raft.raft_log.committed);
 
         // 1.
         self.network.send_raft(ready.take_messages());
@@ -326,6 +330,7 @@ impl Driver {
         }
         self.apply(ready.take_committed_entries())?;
         let applied = *self.shared.applied.borrow();
+        self.proposals.on_applied_up_to(applied);
         self.log_replay_progress(applied);
         for read in ready.take_read_states() {
             self.reads
@@ -408,7 +413,6 @@ impl Driver {
     /// The leader changed (to none, possibly).
     fn on_leader_change(&mut self, leader: u64) {
         self.leader = leader;
-        self.proposals.on_leader_change(leader);
         if leader == self.id {
             let tree = self.shared.tree.read().unwrap_or_else(|p| p.into_inner());
             self.sessions.refresh(&tree, Instant::now());

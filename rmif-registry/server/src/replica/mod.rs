@@ -9,6 +9,7 @@
 //! stop) and the change [`feed`] watchers read.
 
 mod driver;
+mod expiries;
 mod feed;
 mod leadership;
 mod proposals;

@@ -4,6 +4,12 @@
 //! Each entry carries its proposer (this member, its incarnation, a sequence number), so that
 //! applying it finds the caller waiting for it; an entry proposed before a restart has another
 //! incarnation and finds nobody.
+//!
+//! A write is answered "outcome unknown" only when it may really go either way: its term ended
+//! (an election began) and it was not among the entries committed by then. Learning of a leader
+//! within the same term, or losing and finding again the same leader, changes nothing for an
+//! entry already on its way: the leader of a term is one member, and whatever it appends in that
+//! term commits or is overwritten only by a later term's leader.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,11 +34,24 @@ pub struct Turn {
     seqs: Vec<u64>,
 }
 
+/// A caller waiting for its entry to apply.
+struct Waiting {
+    reply: ProposalReply,
+    /// The Raft term in which the entry was handed to raft-rs (0: not handed over yet).
+    term: u64,
+    /// Set once the entry's term has ended: the commit index at that moment. Had the entry
+    /// committed by then, it applies by the time this index is applied; if it has not, its
+    /// outcome is unknown.
+    doomed_after: Option<u64>,
+}
+
 /// Proposals of this member that have not applied yet.
 pub struct Proposals {
     proposer: Proposer,
     /// Callers waiting for their entry to apply, by sequence number.
-    waiting: HashMap<u64, ProposalReply>,
+    waiting: HashMap<u64, Waiting>,
+    /// The latest term raft-rs was seen in.
+    term: u64,
     /// Entries proposed during this turn, and their sequence numbers.
     turn: Vec<Entry>,
     turn_seqs: Vec<u64>,
@@ -56,6 +75,7 @@ impl Proposals {
                 seq: 0,
             },
             waiting: HashMap::new(),
+            term: 0,
             turn: Vec::new(),
             turn_seqs: Vec::new(),
             turn_bytes: 0,
@@ -85,7 +105,12 @@ impl Proposals {
         });
         self.turn_seqs.push(proposer.seq);
         if let Some(reply) = reply {
-            self.waiting.insert(proposer.seq, reply);
+            let waiting = Waiting {
+                reply,
+                term: 0,
+                doomed_after: None,
+            };
+            self.waiting.insert(proposer.seq, waiting);
         }
     }
 
@@ -98,9 +123,15 @@ impl Proposals {
     /// Ends the turn: its proposals as one `MsgPropose`, so that the leader appends them together
     /// and sends each follower one append for all of them, and a follower forwards them to the
     /// leader in one message (one proposal at a time cost a message per write per follower).
-    pub fn take_turn(&mut self) -> Option<(Message, Turn)> {
+    /// `term` is raft-rs's term as they are handed over: theirs, if the leader accepts them.
+    pub fn take_turn(&mut self, term: u64) -> Option<(Message, Turn)> {
         if self.turn.is_empty() {
             return None;
+        }
+        for seq in &self.turn_seqs {
+            if let Some(waiting) = self.waiting.get_mut(seq) {
+                waiting.term = term;
+            }
         }
         let mut message = Message::default();
         message.set_msg_type(MessageType::MsgPropose);
@@ -127,8 +158,10 @@ impl Proposals {
             error => format!("the write was not accepted: {error}"),
         };
         for seq in turn.seqs {
-            if let Some(reply) = self.waiting.remove(&seq) {
-                let _ = reply.send(Err(RegistryError::NoQuorum(reason.clone())));
+            if let Some(waiting) = self.waiting.remove(&seq) {
+                let _ = waiting
+                    .reply
+                    .send(Err(RegistryError::NoQuorum(reason.clone())));
             }
         }
     }
@@ -141,36 +174,70 @@ impl Proposals {
         {
             return;
         }
-        if let Some(reply) = self.waiting.remove(&proposer.seq) {
-            let _ = reply.send(Ok(applied));
+        if let Some(waiting) = self.waiting.remove(&proposer.seq) {
+            let _ = waiting.reply.send(Ok(applied));
         }
     }
 
-    /// Writes in flight when the leader changed may or may not commit: their callers are told
-    /// so at once (and retry; a session's retries are deduplicated) instead of waiting for a
-    /// deadline.
-    pub fn on_leader_change(&mut self, leader: u64) {
-        if self.waiting.is_empty() {
+    /// raft-rs is in `term`, with `committed` the highest index known committed. If the term
+    /// moved on (an election began), a write handed over in an earlier term either committed by
+    /// `committed` (and applies with it) or may now go either way: once this member has applied
+    /// `committed`, [`Proposals::on_applied_up_to`] tells its caller so at once (it may retry; a
+    /// session's retries are deduplicated) instead of letting it wait for its deadline.
+    pub fn observe_term(&mut self, term: u64, committed: u64) {
+        if term <= self.term {
             return;
         }
-        tracing::debug!(
-            leader,
-            pending = self.waiting.len(),
-            "leader changed with writes in flight"
-        );
-        self.fail_all("the leader changed while the write was in flight");
+        self.term = term;
+        let mut doomed = 0;
+        for waiting in self.waiting.values_mut() {
+            if waiting.term != 0 && waiting.term < term && waiting.doomed_after.is_none() {
+                waiting.doomed_after = Some(committed);
+                doomed += 1;
+            }
+        }
+        if doomed > 0 {
+            tracing::debug!(
+                term,
+                committed,
+                writes = doomed,
+                "term changed with writes in flight"
+            );
+        }
+    }
+
+    /// Everything up to `applied` is applied: a write whose term ended and which was not among
+    /// the entries committed then hears that its outcome is unknown.
+    pub fn on_applied_up_to(&mut self, applied: u64) {
+        let doomed: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.doomed_after.is_some_and(|index| index <= applied))
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in doomed {
+            if let Some(waiting) = self.waiting.remove(&seq) {
+                let _ = waiting.reply.send(Err(RegistryError::Indeterminate(
+                    "the leader changed (a new term began) before the write committed; it may \
+                     or may not be applied"
+                        .to_owned(),
+                )));
+            }
+        }
     }
 
     /// Every waiting caller hears that its write's outcome is unknown.
     pub fn fail_all(&mut self, reason: &str) {
-        for (_, reply) in self.waiting.drain() {
-            let _ = reply.send(Err(RegistryError::Indeterminate(reason.to_owned())));
+        for (_, waiting) in self.waiting.drain() {
+            let _ = waiting
+                .reply
+                .send(Err(RegistryError::Indeterminate(reason.to_owned())));
         }
     }
 
     /// Calls whose caller gave up leave nothing behind.
     pub fn forget_abandoned(&mut self) {
-        self.waiting.retain(|_, reply| !reply.is_closed());
+        self.waiting.retain(|_, waiting| !waiting.reply.is_closed());
     }
 }
 
@@ -212,8 +279,8 @@ mod tests {
         let mut first = propose(&mut proposals, "/a");
         let mut second = propose(&mut proposals, "/b");
         proposals.propose(create("/internal"), None, None);
-        let (message, _) = proposals.take_turn().unwrap();
-        assert!(proposals.take_turn().is_none(), "a turn is taken once");
+        let (message, _) = proposals.take_turn(1).unwrap();
+        assert!(proposals.take_turn(1).is_none(), "a turn is taken once");
         assert_eq!(message.get_msg_type(), MessageType::MsgPropose);
         let commands: Vec<Command> = message
             .get_entries()
@@ -247,23 +314,67 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_turn_is_no_quorum_and_a_leader_change_is_indeterminate() {
+    fn a_refused_turn_is_no_quorum() {
         let mut proposals = Proposals::new(1, 1);
         let mut refused = propose(&mut proposals, "/a");
-        let (_, turn) = proposals.take_turn().unwrap();
+        let (_, turn) = proposals.take_turn(1).unwrap();
         proposals.refuse(turn, &raft::Error::ProposalDropped, false);
         assert!(matches!(
             refused.try_recv().unwrap(),
             Err(RegistryError::NoQuorum(reason)) if reason.contains("no leader is known")
         ));
+    }
 
-        let mut in_flight = propose(&mut proposals, "/b");
-        proposals.take_turn();
-        proposals.on_leader_change(2);
+    /// The proposer of the only entry of a turn taken in `term`.
+    fn proposed_in(proposals: &mut Proposals, term: u64) -> Proposer {
+        let (message, _) = proposals.take_turn(term).unwrap();
+        Command::decode(&message.get_entries()[0].data)
+            .unwrap()
+            .proposer
+    }
+
+    #[test]
+    fn only_a_write_whose_term_ended_before_it_committed_is_indeterminate() {
+        let mut proposals = Proposals::new(1, 1);
+        proposals.observe_term(5, 10);
+
+        // Learning the leader, or losing and finding it again, within the term: nothing fails,
+        // and the entry applies with its result.
+        let mut same_term = propose(&mut proposals, "/a");
+        let a = proposed_in(&mut proposals, 5);
+        proposals.observe_term(5, 10);
+        proposals.on_applied_up_to(10);
+        assert!(same_term.try_recv().is_err(), "still waiting");
+        proposals.on_applied(a, applied(11));
+        assert_eq!(same_term.try_recv().unwrap().unwrap().zxid, 11);
+
+        // Committed (by index 13) when term 6 began, but not applied yet: answered with its
+        // result once it applies, never "unknown".
+        let mut committed = propose(&mut proposals, "/b");
+        let b = proposed_in(&mut proposals, 5);
+        let mut uncommitted = propose(&mut proposals, "/c");
+        proposed_in(&mut proposals, 5);
+        proposals.observe_term(6, 13);
+        proposals.on_applied_up_to(12);
+        assert!(committed.try_recv().is_err() && uncommitted.try_recv().is_err());
+        proposals.on_applied(b, applied(13));
+        proposals.on_applied_up_to(13);
+        assert_eq!(committed.try_recv().unwrap().unwrap().zxid, 13);
+        // Not among the entries committed when its term ended: its outcome is unknown.
         assert!(matches!(
-            in_flight.try_recv().unwrap(),
-            Err(RegistryError::Indeterminate(_))
+            uncommitted.try_recv().unwrap(),
+            Err(RegistryError::Indeterminate(reason)) if reason.contains("new term")
         ));
+
+        // A write handed over in the new term is not touched by it, nor by an older term seen
+        // late.
+        let mut new_term = propose(&mut proposals, "/d");
+        proposed_in(&mut proposals, 6);
+        proposals.observe_term(6, 20);
+        proposals.observe_term(4, 20);
+        proposals.on_applied_up_to(20);
+        assert!(new_term.try_recv().is_err(), "still waiting");
+        assert_eq!(proposals.waiting.len(), 1);
     }
 
     #[test]
@@ -279,7 +390,7 @@ mod tests {
             None,
         );
         assert!(proposals.turn_is_full());
-        proposals.take_turn();
+        proposals.take_turn(1);
         assert!(!proposals.turn_is_full());
 
         let abandoned = propose(&mut proposals, "/a");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::expiries::ExpiryLog;
 use crate::tree::{ActionResult, Outcome, Tree};
 
 /// Sessions the leader expires per second at most, so that a burst (a partition healing, a
@@ -24,6 +25,8 @@ pub struct SessionLiveness {
     touched: HashSet<u64>,
     /// Leader only: sessions whose expiry is proposed but not yet applied.
     expiring: HashSet<u64>,
+    /// The current burst of expiries, for the log.
+    expiry_log: ExpiryLog,
 }
 
 impl SessionLiveness {
@@ -35,6 +38,7 @@ impl SessionLiveness {
             last_seen: HashMap::new(),
             touched: HashSet::new(),
             expiring: HashSet::new(),
+            expiry_log: ExpiryLog::default(),
         }
     }
 
@@ -78,7 +82,13 @@ impl SessionLiveness {
             .take(self.expiries_per_tick)
             .collect();
         self.expiring.extend(&expired);
+        self.expiry_log.record(&expired, now);
         expired
+    }
+
+    /// Logs (INFO) a burst of expiries once it is over: one line with the count and a few ids.
+    pub fn log_expiries(&mut self, now: Instant) {
+        self.expiry_log.log_due(now);
     }
 
     /// An entry applied with `outcome`: a session that opened or moved was just heard of; one

@@ -2,8 +2,12 @@
 
 mod errors;
 mod linearizability;
+mod load;
 mod logs;
+mod member_logs;
 mod replication;
+mod restart;
 mod sessions;
+mod shutdown;
 mod snapshots;
 mod torture;
