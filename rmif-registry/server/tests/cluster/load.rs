@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rmif_registry::{CreateMode, RegistryClient, RegistryError};
 
-/// Writers per test: as many connections as the load had clients.
+/// Writers per test: as many client connections as the registry bench's write load.
 pub const WRITERS: usize = 64;
 
 /// What one writer saw.

@@ -5,55 +5,9 @@
 
 use std::time::Duration;
 
+use crate::member_log::{field, log_of, wait_line};
 use rmif_registry::CreateMode;
 use rmif_testkit::{Cluster, Settings};
-use tokio::time::Instant;
-
-fn log_of(cluster: &Cluster, id: u64) -> String {
-    std::fs::read_to_string(&cluster.members[(id - 1) as usize].log).unwrap_or_default()
-}
-
-/// Waits until member `id`'s log has a line containing every one of `parts`; returns it.
-async fn log_line(cluster: &Cluster, id: u64, parts: &[&str], limit: Duration) -> String {
-    log_line_after(cluster, id, 0, parts, limit).await
-}
-
-/// As [`log_line`], in what the log holds after its first `since` bytes.
-async fn log_line_after(
-    cluster: &Cluster,
-    id: u64,
-    since: usize,
-    parts: &[&str],
-    limit: Duration,
-) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let log = log_of(cluster, id);
-        let fresh = log.get(since..).unwrap_or_default();
-        if let Some(line) = fresh.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "member {id} logged no line with {parts:?} within {limit:?}:\n{log}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The whole-number value of `key=` in a log line.
-fn field(line: &str, key: &str) -> u64 {
-    let start = line
-        .find(&format!(" {key}="))
-        .unwrap_or_else(|| panic!("no {key}= in {line}"))
-        + key.len()
-        + 2;
-    line[start..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{key}= is not a number in {line}"))
-}
 
 async fn write(cluster: &Cluster, prefix: &str, count: usize) {
     let client = cluster.client();
@@ -79,18 +33,20 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
     let (leader, follower) = cluster.leader_and_follower(Duration::from_secs(20)).await;
 
     // The leader says it leads, with its id and term; raft-rs's own log is there too.
-    let line = log_line(
+    let line = wait_line(
         &cluster,
         leader,
+        0,
         &["became leader", &format!("id={leader}")],
         Duration::from_secs(10),
     )
     .await;
     let first_term = field(&line, "term");
     assert!(first_term > 0, "{line}");
-    log_line(
+    wait_line(
         &cluster,
         leader,
+        0,
         &[" raft: ", &format!("raft_id={leader}")],
         Duration::from_secs(10),
     )
@@ -100,9 +56,10 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
     // been compacted past it, so it is sent a snapshot and installs it.
     cluster.kill(follower);
     write(&cluster, "a", 100).await;
-    let taken = log_line(
+    let taken = wait_line(
         &cluster,
         leader,
+        0,
         &["snapshot taken"],
         Duration::from_secs(20),
     )
@@ -113,9 +70,10 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
     );
     field(&taken, "took_ms");
     cluster.spawn(follower);
-    let replay = log_line(
+    let replay = wait_line(
         &cluster,
         follower,
+        0,
         &["start-up replay: stored state read"],
         Duration::from_secs(20),
     )
@@ -123,9 +81,10 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
     field(&replay, "entries");
     field(&replay, "entry_bytes");
     field(&replay, "took_ms");
-    let installed = log_line(
+    let installed = wait_line(
         &cluster,
         follower,
+        0,
         &["snapshot installed"],
         Duration::from_secs(30),
     )
@@ -135,9 +94,10 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
         "{installed}"
     );
     field(&installed, "took_ms");
-    log_line(
+    wait_line(
         &cluster,
         leader,
+        0,
         &["snapshot sent", &format!("to={follower}")],
         Duration::from_secs(10),
     )
@@ -147,9 +107,10 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
     cluster.kill(leader);
     let new_leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
     assert_ne!(new_leader, leader);
-    let line = log_line(
+    let line = wait_line(
         &cluster,
         new_leader,
+        0,
         &["became leader", &format!("id={new_leader}")],
         Duration::from_secs(10),
     )
@@ -160,7 +121,7 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
     // says when it has applied them; then it follows the new leader (or steps down first).
     let before_restart = log_of(&cluster, leader).len();
     cluster.spawn(leader);
-    let read = log_line_after(
+    let read = wait_line(
         &cluster,
         leader,
         before_restart,
@@ -170,7 +131,7 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
     .await;
     assert!(field(&read, "snapshot_index") >= 40, "{read}");
     if field(&read, "commit") > field(&read, "snapshot_index") {
-        log_line_after(
+        wait_line(
             &cluster,
             leader,
             before_restart,
@@ -179,7 +140,7 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
         )
         .await;
     }
-    log_line_after(
+    wait_line(
         &cluster,
         leader,
         before_restart,
@@ -193,9 +154,10 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
     for id in (1..=3).filter(|id| *id != new_leader) {
         cluster.kill(id);
     }
-    let line = log_line(
+    let line = wait_line(
         &cluster,
         new_leader,
+        0,
         &["stepped down as leader", &format!("id={new_leader}")],
         Duration::from_secs(30),
     )

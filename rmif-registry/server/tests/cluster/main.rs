@@ -4,6 +4,7 @@ mod errors;
 mod linearizability;
 mod load;
 mod logs;
+mod member_log;
 mod member_logs;
 mod replication;
 mod restart;

@@ -9,46 +9,8 @@ use std::time::Duration;
 
 use rmif_registry::{CreateMode, RegistryClient};
 use rmif_testkit::{Cluster, Settings};
-use tokio::time::Instant;
 
-fn log_of(cluster: &Cluster, id: u64) -> String {
-    std::fs::read_to_string(&cluster.members[(id - 1) as usize].log).unwrap_or_default()
-}
-
-/// The lines of member `id`'s log after its first `since` bytes that contain every one of
-/// `parts`.
-fn lines_after(cluster: &Cluster, id: u64, since: usize, parts: &[&str]) -> Vec<String> {
-    let log = log_of(cluster, id);
-    log.get(since..)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| parts.iter().all(|p| l.contains(p)))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits until member `id`'s log, after its first `since` bytes, has a line containing every
-/// one of `parts`; returns it.
-async fn wait_line(
-    cluster: &Cluster,
-    id: u64,
-    since: usize,
-    parts: &[&str],
-    limit: Duration,
-) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(line) = lines_after(cluster, id, since, parts).into_iter().next() {
-            return line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "member {id} logged no line with {parts:?} within {limit:?}:\n{}",
-            log_of(cluster, id)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::member_log::{lines_after, log_of, wait_line};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_logs_a_peer_unreachable_and_back_once_each_way() {

@@ -12,53 +12,9 @@ use rmif_testkit::{Cluster, Settings};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::member_log::{field, lines_after, log_of, wait_line};
+
 const WRITERS: usize = 8;
-
-fn log_of(cluster: &Cluster, id: u64) -> String {
-    std::fs::read_to_string(&cluster.members[(id - 1) as usize].log).unwrap_or_default()
-}
-
-fn count_lines(cluster: &Cluster, id: u64, text: &str) -> usize {
-    log_of(cluster, id)
-        .lines()
-        .filter(|l| l.contains(text))
-        .count()
-}
-
-/// The first line of member `id`'s log after its first `since` bytes with `text`, once there.
-async fn wait_for_line(cluster: &Cluster, id: u64, since: usize, text: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let log = log_of(cluster, id);
-        if let Some(line) = log
-            .get(since..)
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.contains(text))
-        {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "member {id} logged no {text:?}:\n{log}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The whole-number value of `key=` in a log line.
-fn field(line: &str, key: &str) -> u64 {
-    let start = line
-        .find(&format!(" {key}="))
-        .unwrap_or_else(|| panic!("no {key}= in {line}"))
-        + key.len()
-        + 2;
-    line[start..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{key}= is not a number in {line}"))
-}
 
 /// Writers creating nodes under `/load/w{i}` until stopped; the paths acknowledged.
 struct Load {
@@ -166,9 +122,9 @@ async fn snapshots_under_load_lose_nothing_and_a_follower_installs_one_while_wri
     // The follower is stopped while the others take several snapshots: the leader's log no
     // longer holds what it missed.
     cluster.kill(behind);
-    let base = count_lines(&cluster, leader, "snapshot taken");
+    let base = lines_after(&cluster, leader, 0, &["snapshot taken"]).len();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while count_lines(&cluster, leader, "snapshot taken") < base + 3 {
+    while lines_after(&cluster, leader, 0, &["snapshot taken"]).len() < base + 3 {
         assert!(Instant::now() < deadline, "the leader took no 3 snapshots");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -177,7 +133,14 @@ async fn snapshots_under_load_lose_nothing_and_a_follower_installs_one_while_wri
     let since = log_of(&cluster, behind).len();
     let acked_at_restart = load.acked();
     cluster.spawn(behind);
-    let installed = wait_for_line(&cluster, behind, since, "snapshot installed").await;
+    let installed = wait_line(
+        &cluster,
+        behind,
+        since,
+        &["snapshot installed"],
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(field(&installed, "index") > 300, "{installed}");
     assert!(
         load.acked() > acked_at_restart,
@@ -198,7 +161,7 @@ async fn snapshots_under_load_lose_nothing_and_a_follower_installs_one_while_wri
     }
     for id in 1..=3 {
         assert!(
-            count_lines(&cluster, id, "snapshot taken") >= 3,
+            lines_after(&cluster, id, 0, &["snapshot taken"]).len() >= 3,
             "member {id} took several snapshots"
         );
         assert_all_present(&cluster.client_of(id), id, &acked).await;
@@ -270,11 +233,12 @@ async fn a_restarted_member_recovers_from_its_snapshot_and_a_short_log_tail() {
         .unwrap();
     let since = log_of(&cluster, restarted).len();
     cluster.spawn(restarted);
-    let read = wait_for_line(
+    let read = wait_line(
         &cluster,
         restarted,
         since,
-        "start-up replay: stored state read",
+        &["start-up replay: stored state read"],
+        Duration::from_secs(60),
     )
     .await;
     let (snapshot_index, entries) = (field(&read, "snapshot_index"), field(&read, "entries"));
@@ -284,11 +248,12 @@ async fn a_restarted_member_recovers_from_its_snapshot_and_a_short_log_tail() {
         "the log read back is a short tail after the snapshot: {read}"
     );
     assert_eq!(field(&read, "first_index"), snapshot_index + 1, "{read}");
-    wait_for_line(
+    wait_line(
         &cluster,
         restarted,
         since,
-        "start-up replay: recovered log applied",
+        &["start-up replay: recovered log applied"],
+        Duration::from_secs(60),
     )
     .await;
     cluster.wait_converged(Duration::from_secs(30)).await;
