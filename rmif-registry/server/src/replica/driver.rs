@@ -570,16 +570,12 @@ impl Driver {
             write_ms = write_took.as_millis() as u64,
             "snapshot taken"
         );
-        let garbage = self.log.store_snapshot(&snapshot);
+        let (compacted, replaced) = self.log.store_snapshot(&snapshot);
         self.storage.write(Write {
             own_snapshot: Some(snapshot),
             ..Write::default()
         });
-        // Freeing a hundred thousand entries and the previous snapshot's data (a hundred
-        // megabytes for a large tree) takes milliseconds the driver should not spend.
-        let _ = std::thread::Builder::new()
-            .name("rmif-free".to_owned())
-            .spawn(move || drop(garbage));
+        let _freeing = self.snapshots.recycle(compacted, replaced);
         tracing::debug!(index, "log compacted to the snapshot");
     }
 

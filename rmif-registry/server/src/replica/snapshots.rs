@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use raft::prelude::{ConfState, Snapshot};
+use raft::prelude::{ConfState, Entry, Snapshot};
 use tokio::sync::mpsc;
 
 use crate::error::ServerError;
@@ -76,6 +76,22 @@ pub struct Snapshots {
     writer: Option<SnapshotWriter>,
     /// Where made snapshots come back.
     made: mpsc::UnboundedSender<Made>,
+    /// The buffer of a snapshot no longer needed, for the next one to serialize into.
+    spare: SpareBuffer,
+}
+
+/// One buffer handed from the snapshot a new one replaced to the snapshot after it.
+#[derive(Clone, Default)]
+struct SpareBuffer(std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>);
+
+impl SpareBuffer {
+    fn take(&self) -> Option<Vec<u8>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn put(&self, buffer: Vec<u8>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(buffer);
+    }
 }
 
 impl Snapshots {
@@ -98,6 +114,7 @@ impl Snapshots {
             failed_at: None,
             writer,
             made,
+            spare: SpareBuffer::default(),
         };
         (snapshots, receiver)
     }
@@ -135,6 +152,7 @@ impl Snapshots {
         let made = self.made.clone();
         let writer = self.writer.clone();
         let capacity = self.last_bytes + self.last_bytes / 8;
+        let spare = self.spare.clone();
         self.making = true;
         self.appended_bytes = 0;
         self.started = Instant::now();
@@ -143,7 +161,10 @@ impl Snapshots {
             .spawn(move || {
                 lower_priority();
                 let serializing = Instant::now();
-                snapshot.data = bytes::Bytes::from(tree.to_snapshot_sized(capacity));
+                let mut buffer = spare.take().unwrap_or_default();
+                buffer.clear();
+                buffer.reserve(capacity);
+                snapshot.data = bytes::Bytes::from(tree.to_snapshot_into(buffer));
                 let serialize_took = serializing.elapsed();
                 let writing = Instant::now();
                 let written = match &writer {
@@ -183,6 +204,28 @@ impl Snapshots {
         self.last_bytes = snapshot.data.len();
         self.failed_at = None;
         Some(snapshot)
+    }
+
+    /// Frees, on a thread of its own, the log entries a new snapshot compacted and the snapshot
+    /// it replaced, keeping that one's buffer for the next snapshot if nothing else holds it
+    /// (a snapshot being sent to a follower does, for a while). Freeing a hundred thousand
+    /// entries takes milliseconds the driver should not spend.
+    /// Returns the thread's handle (tests wait for it; the driver does not).
+    pub fn recycle(
+        &self,
+        entries: Vec<Entry>,
+        replaced: Snapshot,
+    ) -> Option<std::thread::JoinHandle<()>> {
+        let spare = self.spare.clone();
+        std::thread::Builder::new()
+            .name("rmif-free".to_owned())
+            .spawn(move || {
+                drop(entries);
+                if let Ok(buffer) = replaced.data.try_into_mut() {
+                    spare.put(buffer.into());
+                }
+            })
+            .ok()
     }
 
     /// A snapshot could not be made (its file could not be written); another is tried after a
@@ -289,6 +332,28 @@ mod tests {
         assert!(!snapshots.on_persisted(6));
         assert!(snapshots.on_persisted(8), "a later Ready covers it");
         assert!(!snapshots.is_installing());
+    }
+
+    #[test]
+    fn a_replaced_snapshot_lends_its_buffer_to_the_next_unless_it_is_still_shared() {
+        let (snapshots, _made) = Snapshots::new(policy(10, u64::MAX), 0, None);
+        let mut replaced = made_at(5);
+        replaced.data = Vec::with_capacity(1 << 20).into();
+        let freeing = snapshots.recycle(vec![Entry::default(); 3], replaced);
+        freeing.unwrap().join().unwrap();
+        let spare = snapshots.spare.take().expect("the buffer comes back");
+        assert!(spare.capacity() >= 1 << 20);
+
+        let mut shared = made_at(6);
+        shared.data = vec![1u8; 4096].into();
+        let sending = shared.data.clone();
+        snapshots
+            .recycle(Vec::new(), shared)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(snapshots.spare.take().is_none(), "still being sent");
+        drop(sending);
     }
 
     #[tokio::test]

@@ -646,16 +646,17 @@ impl Tree {
         hasher.finish()
     }
 
-    /// Serializes the whole state for a Raft snapshot (see [`Tree::to_snapshot_sized`]).
+    /// Serializes the whole state for a Raft snapshot (see [`Tree::to_snapshot_into`]).
     #[cfg(test)]
     pub fn to_snapshot(&self) -> Vec<u8> {
-        self.to_snapshot_sized(0)
+        self.to_snapshot_into(Vec::new())
     }
 
-    /// Serializes the whole state for a Raft snapshot, into a buffer of `capacity` bytes to start with: sized from the
-    /// previous snapshot, a hundred-megabyte image is not grown (copied, its pages touched
-    /// again) by doubling.
-    pub fn to_snapshot_sized(&self, capacity: usize) -> Vec<u8> {
+    /// Serializes the whole state for a Raft snapshot, appended to `bytes` (emptied first).
+    /// Given the buffer of an earlier snapshot, with room for this one, a hundred-megabyte image
+    /// neither grows by doubling (copies) nor touches fresh pages the kernel must zero first.
+    pub fn to_snapshot_into(&self, mut bytes: Vec<u8>) -> Vec<u8> {
+        bytes.clear();
         let mut nodes: Vec<(&str, &Node)> = self
             .nodes
             .iter()
@@ -669,12 +670,11 @@ impl Tree {
             nodes,
             sessions,
         };
-        let mut bytes = Vec::with_capacity(capacity);
         rmp_serde::encode::write(&mut bytes, &image).expect("the tree always serializes");
         bytes
     }
 
-    /// Restores a state serialized by [`Tree::to_snapshot_sized`].
+    /// Restores a state serialized by [`Tree::to_snapshot_into`].
     pub fn from_snapshot(bytes: &[u8]) -> Result<Self, ServerError> {
         let image: Image = rmp_serde::from_slice(bytes).map_err(ServerError::Snapshot)?;
         Ok(Tree {
