@@ -8,20 +8,12 @@ use std::time::{Duration, Instant};
 
 use crate::process::{Launch, Process, cpu_ms, free_ports, loopback, resident_kib};
 use crate::servers::Servers;
-use crate::system::{MemberPorts, Role};
+use crate::system::{MemberPorts, Role, Tuning};
 use crate::{System, etcd, rmif, zookeeper};
 
 /// Two members that are not the leader.
 pub fn followers(leader: usize) -> (usize, usize) {
     ((leader + 1) % 3, (leader + 2) % 3)
-}
-
-/// Member settings a scenario changes from the systems' defaults.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Tuning {
-    /// Applied entries between snapshots: rmif `snapshot_entries`, etcd `--snapshot-count`
-    /// (`None`: each system's default, 100,000 for both). An rmif `--rmif-set` still wins.
-    pub snapshot_entries: Option<u64>,
 }
 
 /// A 3-member cluster of one system in a temporary directory.

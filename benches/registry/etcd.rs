@@ -12,10 +12,9 @@ use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions, Watch
 use rmif_core::ServiceKey;
 use rmif_registry::discovery::{ProviderMetadata, providers_path};
 
-use crate::cluster::Tuning;
 use crate::process::{Launch, loopback};
 use crate::servers::Servers;
-use crate::system::Change;
+use crate::system::{Change, Tuning};
 use crate::system::{DISCOVERY_SESSION, MemberPorts, Role, provider_metadata};
 
 /// Each member's command line: default timing (100 ms heartbeat, 1 s election timeout), fsync,

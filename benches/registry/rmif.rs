@@ -18,10 +18,9 @@ use rmif_registry::{
 };
 use tokio::sync::watch;
 
-use crate::cluster::Tuning;
 use crate::process::{Launch, loopback};
 use crate::servers::Servers;
-use crate::system::Change;
+use crate::system::{Change, Tuning};
 use crate::system::{DISCOVERY_SESSION, MemberPorts, Role, provider_metadata};
 
 /// Each member's properties file and command line: the release `rmif-registry` with its default

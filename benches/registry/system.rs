@@ -1,5 +1,5 @@
 //! What the harness and each system's module exchange: a member's ports and role, what a
-//! watcher saw, and what discovery's providers announce.
+//! watcher saw, what discovery's providers announce, and the member settings a scenario tunes.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,4 +51,12 @@ pub fn provider_metadata(addr: SocketAddr) -> ProviderMetadata {
         unavailable: None,
         extra: BTreeMap::from([("zone".to_owned(), "zone-a".into())]),
     }
+}
+
+/// Member settings a scenario changes from the systems' defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning {
+    /// Applied entries between snapshots: rmif `snapshot_entries`, etcd `--snapshot-count`
+    /// (`None`: each system's default, 100,000 for both). An rmif `--rmif-set` still wins.
+    pub snapshot_entries: Option<u64>,
 }

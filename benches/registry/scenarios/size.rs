@@ -13,12 +13,13 @@ use futures_util::{StreamExt, TryStreamExt};
 use rmif_bench::measure::Results;
 
 use crate::client::Conn;
-use crate::cluster::{Cluster, Tuning, followers};
+use crate::cluster::{Cluster, followers};
 use crate::logs;
 use crate::process::cpu_ms;
 use crate::scenarios::load::{self, Until};
 use crate::scenarios::restart::{self, Stop};
 use crate::servers::Servers;
+use crate::system::Tuning;
 use crate::system::provider_metadata;
 use crate::{System, rmif};
 

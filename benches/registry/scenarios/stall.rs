@@ -11,10 +11,11 @@ use rmif_bench::measure::Results;
 
 use crate::System;
 use crate::client::Conn;
-use crate::cluster::{Cluster, Tuning};
+use crate::cluster::Cluster;
 use crate::logs::{self, Event};
 use crate::scenarios::load::{self, Until};
 use crate::servers::Servers;
+use crate::system::Tuning;
 
 /// Writers, as in the writes scenario's larger cell.
 const CLIENTS: usize = 64;
