@@ -187,12 +187,8 @@ impl WalStore {
             return Ok(());
         }
         self.write_buffer()?;
-        if self.sync && !defer_sync {
-            let path = segment_path(&self.dir, self.active.seq);
-            self.active
-                .file
-                .sync_data()
-                .map_err(ServerError::io("sync", &path))?;
+        if !defer_sync {
+            self.sync_active()?;
         }
         Ok(())
     }
@@ -216,17 +212,23 @@ impl WalStore {
         Ok(())
     }
 
+    /// Makes what was written to the active segment durable (not in the broken build).
+    fn sync_active(&mut self) -> Result<(), ServerError> {
+        if !self.sync {
+            return Ok(());
+        }
+        let path = segment_path(&self.dir, self.active.seq);
+        self.active
+            .file
+            .sync_data()
+            .map_err(ServerError::io("sync", &path))
+    }
+
     /// Closes the active segment and starts the next with a record of the whole small state.
     fn start_segment(&mut self) -> Result<(), ServerError> {
         self.write_buffer()?;
         // Writes whose sync was deferred must be durable before any in the next segment is.
-        if self.sync {
-            let path = segment_path(&self.dir, self.active.seq);
-            self.active
-                .file
-                .sync_data()
-                .map_err(ServerError::io("sync", &path))?;
-        }
+        self.sync_active()?;
         let next = create_segment(&self.dir, self.active.seq + 1)?;
         let full = std::mem::replace(&mut self.active, next);
         self.closed.push(Segment {
@@ -351,13 +353,7 @@ impl LogStore for WalStore {
         self.snapshot = Some(marker);
         self.start_segment()?;
         self.write_buffer()?;
-        if self.sync {
-            let path = segment_path(&self.dir, self.active.seq);
-            self.active
-                .file
-                .sync_data()
-                .map_err(ServerError::io("sync", &path))?;
-        }
+        self.sync_active()?;
         self.snapshot_installed(marker)
     }
 }
