@@ -57,19 +57,25 @@ fn servers_with_first(cluster: &Cluster, first: u64) -> (String, String) {
     (dead, servers.join(","))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fail_fast_makes_one_pass_over_the_members_and_names_each_when_all_are_down() {
+/// A cluster holding `/x` with one follower SIGKILLed; that member's address, and the
+/// `--servers` list that starts with it.
+async fn cluster_with_a_dead_follower() -> (Cluster, String, String) {
     let mut cluster = Cluster::start(3, Settings::default()).await;
     cluster
         .client()
         .create("/x", b"here", CreateMode::PERSISTENT)
         .await
         .unwrap();
-
-    // One follower SIGKILLed: one pass still reaches a live member, whichever it starts with.
     let (_, follower) = cluster.leader_and_follower(Duration::from_secs(20)).await;
     cluster.kill(follower);
     let (dead, servers) = servers_with_first(&cluster, follower);
+    (cluster, dead, servers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_makes_one_pass_over_the_members_and_names_each_when_all_are_down() {
+    // One follower SIGKILLed: one pass still reaches a live member, whichever it starts with.
+    let (mut cluster, dead, servers) = cluster_with_a_dead_follower().await;
     for _ in 0..RUNS {
         let (output, _) = rmif(&servers, &["--fail-fast", "get", "/x"]).await;
         assert_eq!(
@@ -124,15 +130,7 @@ async fn fail_fast_makes_one_pass_over_the_members_and_names_each_when_all_are_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_fail_fast_a_retry_is_announced_on_stderr() {
-    let mut cluster = Cluster::start(3, Settings::default()).await;
-    cluster
-        .client()
-        .create("/x", b"here", CreateMode::PERSISTENT)
-        .await
-        .unwrap();
-    let (_, follower) = cluster.leader_and_follower(Duration::from_secs(20)).await;
-    cluster.kill(follower);
-    let (dead, servers) = servers_with_first(&cluster, follower);
+    let (mut cluster, dead, servers) = cluster_with_a_dead_follower().await;
 
     // A run that tries the dead member first says so in one line, and still succeeds; stdout
     // holds only the result, with --json too.
