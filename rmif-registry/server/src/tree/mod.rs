@@ -140,13 +140,46 @@ struct Image {
     sessions: Vec<SessionRecord>,
 }
 
-/// A snapshot as written: the same encoding as [`Image`], borrowed from the live tree so that
-/// taking a snapshot copies no node.
+/// A snapshot as written: the same encoding as [`Image`], streamed from the tree's maps (both
+/// ordered: nodes by path, sessions by id) so that taking a snapshot copies no node and sorts
+/// nothing.
 #[derive(Serialize)]
 struct ImageRef<'a> {
     last_zxid: u64,
-    nodes: Vec<(&'a str, &'a Node)>,
-    sessions: Vec<&'a SessionRecord>,
+    nodes: InOrder<&'a Nodes>,
+    sessions: InOrder<&'a imbl::OrdMap<u64, SessionRecord>>,
+}
+
+/// A map written as a sequence, in its own order, with its length up front (MessagePack's
+/// array header needs it; an unknown length would be buffered first).
+struct InOrder<M>(M);
+
+impl Serialize for InOrder<&Nodes> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_all(
+            serializer,
+            self.0.iter().map(|(path, node)| (path.as_str(), node)),
+        )
+    }
+}
+
+impl Serialize for InOrder<&imbl::OrdMap<u64, SessionRecord>> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_all(serializer, self.0.values())
+    }
+}
+
+/// Serializes `items` as one sequence.
+fn serialize_all<S: serde::Serializer, T: Serialize>(
+    serializer: S,
+    items: impl ExactSizeIterator<Item = T>,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq as _;
+    let mut sequence = serializer.serialize_seq(Some(items.len()))?;
+    for item in items {
+        sequence.serialize_element(&item)?;
+    }
+    sequence.end()
 }
 
 fn no_node(path: &str) -> RegistryError {
@@ -657,18 +690,10 @@ impl Tree {
     /// neither grows by doubling (copies) nor touches fresh pages the kernel must zero first.
     pub fn to_snapshot_into(&self, mut bytes: Vec<u8>) -> Vec<u8> {
         bytes.clear();
-        let mut nodes: Vec<(&str, &Node)> = self
-            .nodes
-            .iter()
-            .map(|(path, node)| (path.as_str(), node))
-            .collect();
-        nodes.sort_unstable_by_key(|(path, _)| *path);
-        let mut sessions: Vec<&SessionRecord> = self.sessions.values().collect();
-        sessions.sort_unstable_by_key(|session| session.id);
         let image = ImageRef {
             last_zxid: self.last_zxid,
-            nodes,
-            sessions,
+            nodes: InOrder(&self.nodes),
+            sessions: InOrder(&self.sessions),
         };
         rmp_serde::encode::write(&mut bytes, &image).expect("the tree always serializes");
         bytes

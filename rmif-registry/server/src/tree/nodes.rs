@@ -1,5 +1,5 @@
-//! The tree's nodes by path, with a digest of all of them that every change keeps current, so
-//! that comparing members' states costs nothing however large the tree.
+//! The tree's nodes by path, in path order, with a digest of all of them that every change keeps
+//! current, so that comparing members' states costs nothing however large the tree.
 
 use std::hash::{Hash, Hasher};
 
@@ -7,10 +7,15 @@ use super::node::Node;
 
 /// Nodes by path and their running digest: the wrapping sum of one hash per node, which does
 /// not depend on order and is updated by subtracting a node's old hash and adding its new one.
-/// The map is persistent: a clone shares it, and changes copy only what they touch.
+/// The map is persistent: a clone shares it, and changes copy only what they touch. It is
+/// ordered by path, the order a snapshot writes nodes in: a hash map had to be collected and
+/// sorted for every snapshot, which took most of a snapshot's CPU (twice the encoding's), and
+/// the ordered map walks in memory order, which makes encoding and freeing faster too. A
+/// lookup compares paths instead of hashing one, a little slower (about a microsecond per
+/// write at 400,000 nodes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Nodes {
-    map: imbl::HashMap<String, Node>,
+    map: imbl::OrdMap<String, Node>,
     digest: u64,
 }
 
@@ -25,7 +30,7 @@ fn node_hash(path: &str, node: &Node) -> u64 {
 }
 
 /// The digest of every node in `map`, computed afresh.
-fn digest_of(map: &imbl::HashMap<String, Node>) -> u64 {
+fn digest_of(map: &imbl::OrdMap<String, Node>) -> u64 {
     map.iter().fold(0u64, |sum, (path, node)| {
         sum.wrapping_add(node_hash(path, node))
     })
@@ -44,7 +49,8 @@ impl Nodes {
         self.map.len()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
+    /// Every node, in path order (byte order of the paths, as `str` compares them).
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&String, &Node)> {
         self.map.iter()
     }
 
@@ -103,7 +109,7 @@ impl FromIterator<(String, Node)> for Nodes {
                 hashed += 1;
                 (path, node)
             })
-            .collect::<imbl::HashMap<String, Node>>();
+            .collect::<imbl::OrdMap<String, Node>>();
         if map.len() != hashed {
             // A repeated path: the digest also counted the nodes it replaced.
             digest = digest_of(&map);

@@ -401,6 +401,33 @@ fn snapshots_restore_the_same_state() {
 }
 
 #[test]
+fn a_snapshot_lists_nodes_in_byte_order_of_their_paths_and_sessions_by_id() {
+    let mut h = Harness::new();
+    let sessions = [h.open_session(), h.open_session(), h.open_session()];
+    // Created out of order, with names where a walk of the tree (parent, then its children)
+    // and the byte order of whole paths disagree: '-' and '.' sort before '/'.
+    for path in [
+        "/b", "/a", "/a/z", "/a-c", "/a/b", "/a.b", "/A", "/a/b/c", "/é",
+    ] {
+        h.apply(create(path, b"")).unwrap();
+    }
+    let image: Image = rmp_serde::from_slice(&h.tree.to_snapshot()).unwrap();
+    let paths: Vec<&str> = image.nodes.iter().map(|(path, _)| path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/", "/A", "/a", "/a-c", "/a.b", "/a/b", "/a/b/c", "/a/z", "/b", "/é"
+        ]
+    );
+    let ids: Vec<u64> = image.sessions.iter().map(|session| session.id).collect();
+    assert_eq!(ids, sessions);
+    // Leaves and parents alike read back as they were.
+    let restored = Tree::from_snapshot(&h.tree.to_snapshot()).unwrap();
+    assert_eq!(restored, h.tree);
+    assert_eq!(restored.children("/a").unwrap().0, ["b", "z"]);
+}
+
+#[test]
 fn changes_name_every_affected_node() {
     let mut h = Harness::new();
     let created = h.apply_as(None, create("/a", b"v0"));
