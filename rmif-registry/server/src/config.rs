@@ -106,11 +106,13 @@ pub struct RegistryConfig {
     /// Ticks between leader heartbeats (`heartbeat_ticks`, default 2).
     pub heartbeat_ticks: usize,
     /// Applied entries between snapshots (`snapshot_entries`, default 100,000, as etcd's
-    /// `snapshot-count` and ZooKeeper's `snapCount`).
+    /// `snapshot-count` and ZooKeeper's `snapCount`). Members take theirs at different
+    /// phases of the interval, so that they do not all snapshot at once.
     pub snapshot_entries: u64,
     /// Megabytes of entries appended to the log between snapshots (`snapshot_log_mb`, default
     /// 32), whichever of this and `snapshot_entries` comes first: with large values the log
-    /// would otherwise grow to gigabytes, and a restart would replay all of it.
+    /// would otherwise grow to gigabytes, and a restart would replay all of it. Each interval's
+    /// threshold is drawn between half and all of it, so that members do not agree on it.
     pub snapshot_log_bytes: u64,
     /// Smallest session timeout granted (`min_session_timeout_ms`, default 500).
     pub min_session_timeout: Duration,

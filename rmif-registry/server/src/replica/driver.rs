@@ -22,7 +22,7 @@ use super::proposals::Proposals;
 use super::reads::Reads;
 use super::rejoin::{self, Rejoin};
 use super::sessions::SessionLiveness;
-use super::snapshots::{Made, Snapshots};
+use super::snapshots::{Made, Snapshots, Turn};
 use super::{RaftStatus, ReplicaConfig, ReplicaShared, Request, role_name};
 use crate::error::ServerError;
 use crate::network::{PeerEvent, PeerInbound, PeerMessage, PeerNetwork};
@@ -530,7 +530,8 @@ impl Driver {
     /// Starts a snapshot if one is due.
     fn maybe_snapshot(&mut self) {
         let applied = *self.shared.applied.borrow();
-        if !self.snapshots.due(applied) {
+        let turn = Turn::of(self.id, self.raw.raft.prs().iter().map(|(id, _)| *id));
+        if !self.snapshots.due(applied, turn) {
             return;
         }
         let Some(term) = self.log.term_of(applied) else {

@@ -3,6 +3,8 @@
 //!
 //! A snapshot is due once enough entries, or enough bytes of them, were appended to the log
 //! since the last one: the count bounds a restart's replay, the bytes the log's size on disk.
+//! The members of a cluster take theirs in turn, not all at once (see [`Turn`]): a write needs
+//! a quorum, and a member busy serializing a large tree is slower to acknowledge one.
 //! The tree is cloned (cheap: its maps are persistent), then serialized and written to its file
 //! on a thread of its own, so that neither the driver nor the storage thread waits for it:
 //! writes go on while a snapshot of a large tree is made. The storage thread then only appends
@@ -30,6 +32,11 @@ fn lower_priority() {
     }
 }
 
+/// A byte threshold between half and all of `log_bytes`, drawn anew for every interval.
+fn draw_due_bytes(log_bytes: u64) -> u64 {
+    log_bytes - fastrand::u64(0..=log_bytes / 2)
+}
+
 /// A snapshot that could not be written is tried again after this long.
 const RETRY_AFTER_FAILURE: std::time::Duration = Duration::from_secs(10);
 
@@ -40,6 +47,47 @@ pub struct SnapshotPolicy {
     pub entries: u64,
     /// Bytes of entry data appended since the last snapshot.
     pub log_bytes: u64,
+}
+
+/// This member's place among the cluster's members, which staggers their snapshots.
+///
+/// By entries, the member of rank `k` (by id) among `n` takes its snapshots at the indexes
+/// `k/n` of an interval into each interval: in a 3-member cluster snapshotting every 90,000
+/// entries, at 90,000, 180,000… for the first; 30,000, 120,000… for the second; 60,000,
+/// 150,000… for the third. The intervals stay `snapshot_entries` long, and the phase holds
+/// after a restart or a snapshot received from the leader, since it is one of indexes, not of
+/// counts. By bytes (which members do not count alike), each interval's threshold is drawn
+/// between half and all of `snapshot_log_mb`, as ZooKeeper draws its snapshot count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Turn {
+    /// Members with a lower id.
+    pub rank: u64,
+    /// Members, this one included.
+    pub members: u64,
+}
+
+impl Turn {
+    /// The turn of member `id` among the members `ids` (which may or may not include it).
+    pub fn of(id: u64, ids: impl Iterator<Item = u64>) -> Turn {
+        let (mut rank, mut members) = (0, 1);
+        for other in ids.filter(|other| *other != id) {
+            members += 1;
+            rank += u64::from(other < id);
+        }
+        Turn { rank, members }
+    }
+
+    /// The first index after `last` in this turn's phase of intervals of `every` entries: at
+    /// most `every` entries after `last`.
+    fn next_after(self, last: u64, every: u64) -> u64 {
+        let every = every.max(1);
+        let phase = every / self.members.max(1) * self.rank % every;
+        let start_of_interval = last - last % every;
+        match start_of_interval + phase {
+            next if next > last => next,
+            next => next.saturating_add(every),
+        }
+    }
 }
 
 /// A snapshot made on the snapshot thread, and how long its two steps took.
@@ -63,6 +111,8 @@ pub struct Snapshots {
     last_bytes: usize,
     /// Bytes of entry data appended to the log since the latest snapshot started.
     appended_bytes: u64,
+    /// Bytes appended after which this interval's snapshot is due (drawn, see [`Turn`]).
+    due_bytes: u64,
     /// A snapshot of the tree is being made.
     making: bool,
     /// When the latest snapshot of the tree was started.
@@ -108,6 +158,7 @@ impl Snapshots {
             last,
             last_bytes: 0,
             appended_bytes: 0,
+            due_bytes: draw_due_bytes(policy.log_bytes),
             making: false,
             started: Instant::now(),
             installing: None,
@@ -129,16 +180,22 @@ impl Snapshots {
         self.appended_bytes += bytes;
     }
 
-    /// Enough entries applied, or bytes appended, since the last snapshot, and none is being
-    /// made.
-    pub fn due(&self, applied: u64) -> bool {
+    /// Enough entries applied, or bytes appended, since the last snapshot, for this member's
+    /// `turn`, and none is being made.
+    pub fn due(&self, applied: u64, turn: Turn) -> bool {
         !self.making
             && self
                 .failed_at
                 .is_none_or(|at| at.elapsed() >= RETRY_AFTER_FAILURE)
             && applied > self.last
-            && (applied >= self.last + self.policy.entries
-                || self.appended_bytes >= self.policy.log_bytes)
+            && (applied >= turn.next_after(self.last, self.policy.entries)
+                || self.appended_bytes >= self.due_bytes)
+    }
+
+    /// A new interval begins: nothing appended in it yet, and its own byte threshold.
+    fn begin_interval(&mut self) {
+        self.appended_bytes = 0;
+        self.due_bytes = draw_due_bytes(self.policy.log_bytes);
     }
 
     /// Serializes `tree`, applied through `index` (of `term`), and writes its file, on a thread
@@ -154,7 +211,7 @@ impl Snapshots {
         let capacity = self.last_bytes + self.last_bytes / 8;
         let spare = self.spare.clone();
         self.making = true;
-        self.appended_bytes = 0;
+        self.begin_interval();
         self.started = Instant::now();
         let spawned = std::thread::Builder::new()
             .name("rmif-snapshot".to_owned())
@@ -239,7 +296,7 @@ impl Snapshots {
     /// makes it durable.
     pub fn on_received(&mut self, index: u64, ready: u64) {
         self.last = index;
-        self.appended_bytes = 0;
+        self.begin_interval();
         self.installing = Some(ready);
     }
 
@@ -276,31 +333,95 @@ mod tests {
         made
     }
 
+    /// The only member of its cluster.
+    const ALONE: Turn = Turn {
+        rank: 0,
+        members: 1,
+    };
+
     #[test]
     fn a_snapshot_is_due_every_so_many_entries_and_one_at_a_time() {
-        let (mut snapshots, _made) = Snapshots::new(policy(100, u64::MAX), 50, None);
-        assert!(!snapshots.due(149));
-        assert!(snapshots.due(150));
+        let (mut snapshots, _made) = Snapshots::new(policy(100, u64::MAX), 0, None);
+        assert!(!snapshots.due(99, ALONE));
+        assert!(snapshots.due(100, ALONE));
         snapshots.making = true;
-        assert!(!snapshots.due(400), "one is being made");
-        assert!(snapshots.on_made(made_at(150), 0).is_some());
-        assert_eq!(snapshots.last(), 150);
-        assert!(!snapshots.due(249) && snapshots.due(250));
+        assert!(!snapshots.due(400, ALONE), "one is being made");
+        assert!(snapshots.on_made(made_at(100), 0).is_some());
+        assert_eq!(snapshots.last(), 100);
+        assert!(!snapshots.due(199, ALONE) && snapshots.due(200, ALONE));
     }
 
     #[test]
-    fn a_snapshot_is_due_once_the_log_grew_by_so_many_bytes() {
-        let (mut snapshots, _made) = Snapshots::new(policy(1000, 4096), 0, None);
-        snapshots.on_appended(4000);
-        assert!(!snapshots.due(10));
-        snapshots.on_appended(96);
-        assert!(snapshots.due(10), "4096 bytes appended after 10 entries");
-        assert!(!snapshots.due(0), "nothing applied since the last snapshot");
-        snapshots.on_received(10, 1);
-        assert!(
-            !snapshots.due(11),
-            "a received snapshot starts the count again"
+    fn members_take_their_snapshots_in_turn_and_keep_their_phase() {
+        let turns: Vec<Turn> = [7, 3, 5]
+            .into_iter()
+            .map(|id| Turn::of(id, [3, 5, 7].into_iter()))
+            .collect();
+        assert_eq!(
+            turns
+                .iter()
+                .map(|t| (t.rank, t.members))
+                .collect::<Vec<_>>(),
+            [(2, 3), (0, 3), (1, 3)]
         );
+        // Every 90 entries: the member of rank 0 at 90, 180…; rank 1 at 30, 120…; rank 2 at
+        // 60, 150….
+        let first_due = |turn: Turn, last: u64| {
+            let (snapshots, _made) = Snapshots::new(policy(90, u64::MAX), last, None);
+            (last + 1..)
+                .find(|&applied| snapshots.due(applied, turn))
+                .unwrap()
+        };
+        assert_eq!(first_due(turns[1], 0), 90);
+        assert_eq!(first_due(turns[2], 0), 30);
+        assert_eq!(first_due(turns[0], 0), 60);
+        assert_eq!(first_due(turns[2], 30), 120, "an interval later");
+        // A snapshot taken a little late (applies come in batches), or one from the leader at
+        // another member's phase, does not shift the phase: the next one is back in turn.
+        assert_eq!(first_due(turns[2], 37), 120);
+        assert_eq!(
+            first_due(turns[2], 90),
+            120,
+            "after the leader's snapshot at 90"
+        );
+        assert_eq!(
+            first_due(turns[2], 120),
+            210,
+            "never more than an interval apart"
+        );
+        // A member outside the voters (learning, or just removed) still has a turn.
+        let outside = Turn::of(9, [3, 5, 7].into_iter());
+        assert_eq!((outside.rank, outside.members), (3, 4));
+        assert_eq!(first_due(outside, 0), 66);
+        assert_eq!(first_due(ALONE, 5), 90);
+    }
+
+    #[test]
+    fn a_snapshot_is_due_once_the_log_grew_by_between_half_and_all_of_its_bytes() {
+        for _ in 0..20 {
+            let (mut snapshots, _made) = Snapshots::new(policy(1000, 4096), 0, None);
+            snapshots.on_appended(2047);
+            assert!(!snapshots.due(10, ALONE), "less than half");
+            snapshots.on_appended(4096 - 2047);
+            assert!(
+                snapshots.due(10, ALONE),
+                "4096 bytes appended after 10 entries"
+            );
+            assert!(
+                !snapshots.due(0, ALONE),
+                "nothing applied since the last snapshot"
+            );
+            snapshots.on_received(10, 1);
+            assert!(
+                !snapshots.due(11, ALONE),
+                "a received snapshot starts the count again"
+            );
+        }
+        // The threshold is drawn anew for each interval, so members rarely agree on it.
+        let drawn: std::collections::BTreeSet<u64> =
+            (0..50).map(|_| draw_due_bytes(1 << 20)).collect();
+        assert!(drawn.len() > 1);
+        assert!(drawn.iter().all(|&b| (1 << 19..=1 << 20).contains(&b)));
     }
 
     #[test]
@@ -308,9 +429,9 @@ mod tests {
         let (mut snapshots, _made) = Snapshots::new(policy(10, u64::MAX), 0, None);
         snapshots.making = true;
         snapshots.on_failed();
-        assert!(!snapshots.due(100), "retried only after a pause");
+        assert!(!snapshots.due(100, ALONE), "retried only after a pause");
         snapshots.failed_at = Some(Instant::now() - RETRY_AFTER_FAILURE);
-        assert!(snapshots.due(100));
+        assert!(snapshots.due(100, ALONE));
     }
 
     #[test]
@@ -320,7 +441,7 @@ mod tests {
         snapshots.on_received(40, 7);
         assert!(snapshots.on_made(made_at(30), 40).is_none());
         assert_eq!(snapshots.last(), 40);
-        assert!(snapshots.due(50), "making ended all the same");
+        assert!(snapshots.due(50, ALONE), "making ended all the same");
     }
 
     #[test]
