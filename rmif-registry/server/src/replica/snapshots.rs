@@ -1,5 +1,5 @@
-//! Snapshots of this member's tree: when to take one, the one being made, and a snapshot
-//! received from the leader while it is being written.
+//! Snapshots of this member's tree: when to take one, and the one being made. A snapshot
+//! received from the leader is installed by [`super::install`].
 //!
 //! A snapshot is due once enough entries, or enough bytes of them, were appended to the log
 //! since the last one: the count bounds a restart's replay, the bytes the log's size on disk.
@@ -20,7 +20,8 @@ use crate::tree::Tree;
 /// Makes the calling thread yield the CPU to every other thread of the machine. Serializing a
 /// tree of a million nodes takes seconds of CPU, on every member at about the same time: at
 /// normal priority it starves the threads that commit writes, where members share cores.
-fn lower_priority() {
+/// Decoding a received snapshot costs about as much.
+pub(super) fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on this thread's own id; a failure only leaves the priority
     // as it was.
@@ -28,6 +29,15 @@ fn lower_priority() {
         let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
         libc::setpriority(libc::PRIO_PROCESS, thread, 19);
     }
+}
+
+/// Drops `garbage` on a thread of its own: freeing a large tree or a hundred thousand entries
+/// takes milliseconds the driver should not spend.
+pub(super) fn free<T: Send + 'static>(garbage: T) {
+    // Should the thread not start, the closure (and `garbage` in it) is dropped here after all.
+    let _ = std::thread::Builder::new()
+        .name("rmif-free".to_owned())
+        .spawn(move || drop(garbage));
 }
 
 /// A snapshot that could not be written is tried again after this long.
@@ -67,9 +77,6 @@ pub struct Snapshots {
     making: bool,
     /// When the latest snapshot of the tree was started.
     started: Instant,
-    /// The Ready whose received snapshot is still being written: raft-rs may count the snapshot
-    /// as applied only once it is durable.
-    installing: Option<u64>,
     /// When the latest attempt failed, if it did.
     failed_at: Option<Instant>,
     /// Writes the snapshot's file on the snapshot thread, if the store keeps snapshots as files.
@@ -110,7 +117,6 @@ impl Snapshots {
             appended_bytes: 0,
             making: false,
             started: Instant::now(),
-            installing: None,
             failed_at: None,
             writer,
             made,
@@ -235,30 +241,10 @@ impl Snapshots {
         self.failed_at = Some(Instant::now());
     }
 
-    /// A snapshot at `index` from the leader replaced the tree; the write of Ready `ready`
-    /// makes it durable.
-    pub fn on_received(&mut self, index: u64, ready: u64) {
+    /// A snapshot at `index` from the leader replaced the log (its tree is being installed).
+    pub fn on_received(&mut self, index: u64) {
         self.last = index;
         self.appended_bytes = 0;
-        self.installing = Some(ready);
-    }
-
-    /// A received snapshot is not durable yet.
-    pub fn is_installing(&self) -> bool {
-        self.installing.is_some()
-    }
-
-    /// Ready `ready` is durable. Returns true if that made a received snapshot durable (raft-rs
-    /// may now count it as applied).
-    pub fn on_persisted(&mut self, ready: u64) -> bool {
-        if self
-            .installing
-            .is_some_and(|installing| installing <= ready)
-        {
-            self.installing = None;
-            return true;
-        }
-        false
     }
 }
 
@@ -296,7 +282,7 @@ mod tests {
         snapshots.on_appended(96);
         assert!(snapshots.due(10), "4096 bytes appended after 10 entries");
         assert!(!snapshots.due(0), "nothing applied since the last snapshot");
-        snapshots.on_received(10, 1);
+        snapshots.on_received(10);
         assert!(
             !snapshots.due(11),
             "a received snapshot starts the count again"
@@ -317,21 +303,10 @@ mod tests {
     fn a_snapshot_overtaken_by_one_from_the_leader_is_dropped() {
         let (mut snapshots, _made) = Snapshots::new(policy(10, u64::MAX), 0, None);
         snapshots.making = true;
-        snapshots.on_received(40, 7);
+        snapshots.on_received(40);
         assert!(snapshots.on_made(made_at(30), 40).is_none());
         assert_eq!(snapshots.last(), 40);
         assert!(snapshots.due(50), "making ended all the same");
-    }
-
-    #[test]
-    fn a_received_snapshot_holds_back_apply_until_its_write_is_durable() {
-        let (mut snapshots, _made) = Snapshots::new(policy(10, u64::MAX), 0, None);
-        assert!(!snapshots.on_persisted(3));
-        snapshots.on_received(40, 7);
-        assert!(snapshots.is_installing());
-        assert!(!snapshots.on_persisted(6));
-        assert!(snapshots.on_persisted(8), "a later Ready covers it");
-        assert!(!snapshots.is_installing());
     }
 
     #[test]
