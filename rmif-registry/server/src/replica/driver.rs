@@ -7,6 +7,10 @@
 //! serves many writes). raft-rs counts an entry as this member's only once the storage thread
 //! reports it durable, so a write is answered only once its entry is committed (durable on a
 //! majority) and applied here.
+//!
+//! A snapshot from the leader replaces the log at once, but its tree is decoded on a thread of
+//! its own ([`super::install`]): the loop goes on stepping messages, persisting and ticking, and
+//! the entries committed after the snapshot apply once its tree is in place.
 
 use std::sync::Arc;
 
@@ -17,17 +21,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::feed::Published;
+use super::install::{Advance, Decoded, Installs};
 use super::leadership;
 use super::proposals::Proposals;
 use super::reads::Reads;
 use super::rejoin::{self, Rejoin};
 use super::sessions::SessionLiveness;
-use super::snapshots::{Made, Snapshots, Turn};
+use super::snapshots::{Made, Snapshots, Turn, free};
 use super::{RaftStatus, ReplicaConfig, ReplicaShared, Request, role_name};
 use crate::error::ServerError;
 use crate::network::{PeerEvent, PeerInbound, PeerMessage, PeerNetwork};
 use crate::storage::{Persisted, RaftLog, StorageWriter, Write};
-use crate::tree::{Action, Command, Tree};
+use crate::tree::{Action, Command};
 
 /// A read index request is made again (with a new id) if no answer came within this many
 /// ticks: raft-rs drops such requests silently while there is no leader.
@@ -47,6 +52,8 @@ pub struct Inputs {
     pub persisted: mpsc::UnboundedReceiver<Result<Persisted, ServerError>>,
     /// Snapshots of the tree, made (or why one could not be).
     pub snapshots_made: mpsc::UnboundedReceiver<Made>,
+    /// Trees of snapshots received from the leader, decoded (or why one could not be).
+    pub decoded: mpsc::UnboundedReceiver<Decoded>,
 }
 
 /// The Raft node and the parts of the replica it drives.
@@ -64,6 +71,7 @@ pub struct Driver {
     reads: Reads,
     sessions: SessionLiveness,
     snapshots: Snapshots,
+    installs: Installs,
     rejoin: Rejoin,
     /// The leader as of the latest Ready (0: none known).
     leader: u64,
@@ -87,6 +95,7 @@ impl Driver {
         shared: Arc<ReplicaShared>,
         rejoin: Rejoin,
         snapshots: Snapshots,
+        installs: Installs,
     ) -> Driver {
         let commit = raw.raft.raft_log.committed;
         let last_snapshot = snapshots.last();
@@ -98,6 +107,7 @@ impl Driver {
             reads: Reads::new(config.tick * READ_RETRY_TICKS),
             sessions: SessionLiveness::new(config.tick),
             snapshots,
+            installs,
             rejoin,
             config,
             raw,
@@ -133,6 +143,7 @@ impl Driver {
                     None => return Err(ServerError::StorageThreadStopped),
                 },
                 Some(made) = inputs.snapshots_made.recv() => self.on_snapshot_made(made),
+                Some(decoded) = inputs.decoded.recv() => self.on_decoded(decoded)?,
                 _ = shutdown.cancelled(), if stop_by.is_none() => {
                     let election_time = self.config.tick * self.config.election_ticks as u32;
                     let wait = leadership::hand_over(&mut self.raw, election_time);
@@ -186,7 +197,10 @@ impl Driver {
         let now = Instant::now();
         self.sessions.log_expiries(now);
         if self.is_leader() {
-            self.expire_sessions(now);
+            // Not from a tree a received snapshot is about to replace.
+            if !self.installs.is_decoding() {
+                self.expire_sessions(now);
+            }
         } else if self.leader != 0 {
             let sessions = self.sessions.take_touched();
             if !sessions.is_empty() {
@@ -293,16 +307,19 @@ impl Driver {
     /// Handles one Ready, in the order raft-rs documents for its asynchronous-write API:
     ///
     /// 1. a leader's messages go out at once (followers persist in parallel with it);
-    /// 2. a snapshot from the leader replaces the tree, then committed entries apply (they are
-    ///    durable here already: raft-rs hands over only entries this member persisted), and
-    ///    answered read index requests are served;
+    /// 2. a snapshot from the leader replaces the log, and its tree is decoded on a thread of
+    ///    its own ([`Driver::on_decoded`] puts it in place); committed entries apply (they are
+    ///    durable here already: raft-rs hands over only entries this member persisted), or wait
+    ///    for that tree while it is decoded; answered read index requests are served once
+    ///    their index is applied here;
     /// 3. new entries and the hard state go to the storage thread, with the messages that may
     ///    leave only once they are durable (a follower's acknowledgements, votes);
     ///    [`Driver::on_persisted`] sends those and tells raft-rs;
     /// 4. the Ready is advanced: raft-rs counts its entries as persisted only when told, so
     ///    there is no light Ready; what commits meanwhile comes with a later Ready. Applying
-    ///    is acknowledged at once, except for a received snapshot, which must be durable
-    ///    first.
+    ///    is acknowledged at once, except while a received snapshot is installed: raft-rs
+    ///    counts it as applied once it is durable, and the entries after it once they applied
+    ///    to its tree ([`Driver::advance_apply`]).
     fn handle_ready(&mut self) -> Result<(), ServerError> {
         if !self.raw.has_ready() {
             self.publish_status();
@@ -326,9 +343,10 @@ impl Driver {
         // 2.
         let snapshot = ready.snapshot().clone();
         if !snapshot.is_empty() {
-            self.install_snapshot(&snapshot, ready.number())?;
+            self.receive_snapshot(&snapshot, ready.number())?;
         }
-        self.apply(ready.take_committed_entries())?;
+        let committed = self.installs.admit(ready.take_committed_entries());
+        self.apply(committed)?;
         let applied = *self.shared.applied.borrow();
         self.proposals.on_applied_up_to(applied);
         self.log_replay_progress(applied);
@@ -360,9 +378,7 @@ impl Driver {
 
         // 4.
         self.raw.advance_append_async(ready);
-        if !self.snapshots.is_installing() {
-            self.raw.advance_apply();
-        }
+        self.advance_apply();
 
         self.maybe_snapshot();
         self.publish_status();
@@ -424,29 +440,85 @@ impl Driver {
     fn on_persisted(&mut self, written: Persisted) {
         if let Some(number) = written.ready {
             self.raw.on_persist_ready(number);
-            if self.snapshots.on_persisted(number) {
-                self.raw.advance_apply();
+            if self.installs.on_persisted(number) {
+                self.advance_apply();
             }
         }
         self.network.send_raft(written.messages);
     }
 
-    /// A snapshot from the leader, handed over in Ready `ready`, replaces the tree and the log.
-    fn install_snapshot(&mut self, snapshot: &Snapshot, ready: u64) -> Result<(), ServerError> {
+    /// Tells raft-rs how far this member applied what it handed over: everything, unless a
+    /// received snapshot is being installed (see [`Installs::advance`]).
+    fn advance_apply(&mut self) {
+        match self.installs.advance() {
+            Advance::All => self.raw.advance_apply(),
+            // The snapshot is durable: counting it as applied also keeps raft-rs from looking
+            // for unapplied configuration changes below its first index (a campaign does).
+            Advance::ToSnapshot(index) => {
+                if self.raw.raft.raft_log.applied < index {
+                    self.raw.advance_apply_to(index);
+                }
+            }
+            Advance::Hold => {}
+        }
+    }
+
+    /// A snapshot from the leader, handed over in Ready `ready`, replaces the log at once; its
+    /// tree is decoded on a thread of its own ([`Driver::on_decoded`] puts it in place).
+    fn receive_snapshot(&mut self, snapshot: &Snapshot, ready: u64) -> Result<(), ServerError> {
         let started = std::time::Instant::now();
         let index = snapshot.get_metadata().index;
-        let tree = Tree::from_snapshot(&snapshot.data)?;
-        self.log.apply_snapshot(snapshot);
-        *self.shared.tree.write().unwrap_or_else(|p| p.into_inner()) = tree;
-        self.snapshots.on_received(index, ready);
-        self.shared.applied.send_replace(index);
-        self.shared.feed.publish(Published::Reset { zxid: index });
-        tracing::info!(
+        let (replaced_entries, replaced) = self.log.apply_snapshot(snapshot);
+        self.snapshots.on_received(index);
+        let _freeing = self.snapshots.recycle(replaced_entries, replaced);
+        let superseded = self.installs.start(snapshot, ready, started.elapsed())?;
+        if !superseded.is_empty() {
+            free(superseded);
+        }
+        tracing::debug!(
             index,
             bytes = snapshot.data.len(),
-            took_ms = started.elapsed().as_millis() as u64,
+            "snapshot received from the leader; its tree is being decoded"
+        );
+        Ok(())
+    }
+
+    /// A received snapshot's tree was decoded: it replaces the tree, and the entries committed
+    /// after the snapshot, which waited for it, apply to it in order.
+    fn on_decoded(&mut self, decoded: Decoded) -> Result<(), ServerError> {
+        let Some(installed) = self.installs.on_decoded(decoded)? else {
+            return Ok(());
+        };
+        let swapping = std::time::Instant::now();
+        let index = installed.index;
+        let replaced = std::mem::replace(
+            &mut *self.shared.tree.write().unwrap_or_else(|p| p.into_inner()),
+            installed.tree,
+        );
+        free(replaced);
+        self.shared.applied.send_replace(index);
+        self.shared.feed.publish(Published::Reset { zxid: index });
+        self.proposals.on_applied_up_to(index);
+        self.reads.on_applied(index);
+        if self.leader == self.id {
+            let tree = self.shared.tree.read().unwrap_or_else(|p| p.into_inner());
+            self.sessions.refresh(&tree, Instant::now());
+        }
+        let blocked = installed.blocked + swapping.elapsed();
+        tracing::info!(
+            index,
+            bytes = installed.bytes,
+            took_ms = installed.received.elapsed().as_millis() as u64,
+            decode_ms = installed.decode_took.as_millis() as u64,
+            blocked_us = blocked.as_micros() as u64,
+            held = installed.held.len(),
             "snapshot installed (received from the leader)"
         );
+        let held = installed.held;
+        self.apply(held)?;
+        let applied = *self.shared.applied.borrow();
+        self.proposals.on_applied_up_to(applied);
+        self.advance_apply();
         Ok(())
     }
 

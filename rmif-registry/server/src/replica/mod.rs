@@ -5,12 +5,14 @@
 //!
 //! The driver composes parts that each own their state: [`proposals`] (writes waiting to
 //! apply), [`reads`] (ReadIndex reads), [`sessions`] (session liveness), [`snapshots`],
-//! [`rejoin`] (a member that lost its storage), [`leadership`] (early campaigns, handover on
-//! stop) and the change [`feed`] watchers read.
+//! [`install`] (a snapshot received from the leader), [`rejoin`] (a member that lost its
+//! storage), [`leadership`] (early campaigns, handover on stop) and the change [`feed`]
+//! watchers read.
 
 mod driver;
 mod expiries;
 mod feed;
+mod install;
 mod leadership;
 mod proposals;
 mod raft_log;
@@ -41,6 +43,7 @@ use crate::tree::{Action, Applied, Tree};
 use driver::{Driver, Inputs};
 use feed::ChangeFeed;
 pub use feed::{Published, Subscription};
+use install::Installs;
 use proposals::ProposalReply;
 use reads::ReadReply;
 use rejoin::Rejoin;
@@ -260,6 +263,7 @@ impl Replica {
         let snapshot_writer = store.snapshot_writer();
         let (storage, persisted) = StorageWriter::start(store, storage_mode)?;
         let (snapshots, made) = Snapshots::new(config.snapshots, applied, snapshot_writer);
+        let (installs, decoded) = Installs::new();
         let driver = Driver::new(
             config,
             raw,
@@ -269,6 +273,7 @@ impl Replica {
             shared.clone(),
             rejoin,
             snapshots,
+            installs,
         );
         let inputs = Inputs {
             peers: peers.inbound,
@@ -276,6 +281,7 @@ impl Replica {
             peer_events: peers.events,
             persisted,
             snapshots_made: made,
+            decoded,
         };
         let task = tokio::spawn(driver.run(inputs, shutdown));
         Ok((Replica { requests, shared }, task))

@@ -1,5 +1,5 @@
-//! Snapshots of this member's tree: when to take one, the one being made, and a snapshot
-//! received from the leader while it is being written.
+//! Snapshots of this member's tree: when to take one, and the one being made. A snapshot
+//! received from the leader is installed by [`super::install`].
 //!
 //! A snapshot is due once enough entries, or enough bytes of them, were appended to the log
 //! since the last one: the count bounds a restart's replay, the bytes the log's size on disk.
@@ -22,7 +22,8 @@ use crate::tree::Tree;
 /// Makes the calling thread yield the CPU to every other thread of the machine. Serializing a
 /// tree of a million nodes takes seconds of CPU, on every member at about the same time: at
 /// normal priority it starves the threads that commit writes, where members share cores.
-fn lower_priority() {
+/// Decoding a received snapshot costs about as much.
+pub(super) fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on this thread's own id; a failure only leaves the priority
     // as it was.
@@ -35,6 +36,15 @@ fn lower_priority() {
 /// A byte threshold between half and all of `log_bytes`, drawn anew for every interval.
 fn draw_due_bytes(log_bytes: u64) -> u64 {
     log_bytes - fastrand::u64(0..=log_bytes / 2)
+}
+
+/// Drops `garbage` on a thread of its own: freeing a large tree or a hundred thousand entries
+/// takes milliseconds the driver should not spend.
+pub(super) fn free<T: Send + 'static>(garbage: T) {
+    // Should the thread not start, the closure (and `garbage` in it) is dropped here after all.
+    let _ = std::thread::Builder::new()
+        .name("rmif-free".to_owned())
+        .spawn(move || drop(garbage));
 }
 
 /// A snapshot that could not be written is tried again after this long.
@@ -117,9 +127,6 @@ pub struct Snapshots {
     making: bool,
     /// When the latest snapshot of the tree was started.
     started: Instant,
-    /// The Ready whose received snapshot is still being written: raft-rs may count the snapshot
-    /// as applied only once it is durable.
-    installing: Option<u64>,
     /// When the latest attempt failed, if it did.
     failed_at: Option<Instant>,
     /// Writes the snapshot's file on the snapshot thread, if the store keeps snapshots as files.
@@ -161,7 +168,6 @@ impl Snapshots {
             due_bytes: draw_due_bytes(policy.log_bytes),
             making: false,
             started: Instant::now(),
-            installing: None,
             failed_at: None,
             writer,
             made,
@@ -292,30 +298,10 @@ impl Snapshots {
         self.failed_at = Some(Instant::now());
     }
 
-    /// A snapshot at `index` from the leader replaced the tree; the write of Ready `ready`
-    /// makes it durable.
-    pub fn on_received(&mut self, index: u64, ready: u64) {
+    /// A snapshot at `index` from the leader replaced the log (its tree is being installed).
+    pub fn on_received(&mut self, index: u64) {
         self.last = index;
         self.begin_interval();
-        self.installing = Some(ready);
-    }
-
-    /// A received snapshot is not durable yet.
-    pub fn is_installing(&self) -> bool {
-        self.installing.is_some()
-    }
-
-    /// Ready `ready` is durable. Returns true if that made a received snapshot durable (raft-rs
-    /// may now count it as applied).
-    pub fn on_persisted(&mut self, ready: u64) -> bool {
-        if self
-            .installing
-            .is_some_and(|installing| installing <= ready)
-        {
-            self.installing = None;
-            return true;
-        }
-        false
     }
 }
 
@@ -411,7 +397,7 @@ mod tests {
                 !snapshots.due(0, ALONE),
                 "nothing applied since the last snapshot"
             );
-            snapshots.on_received(10, 1);
+            snapshots.on_received(10);
             assert!(
                 !snapshots.due(11, ALONE),
                 "a received snapshot starts the count again"
@@ -438,21 +424,10 @@ mod tests {
     fn a_snapshot_overtaken_by_one_from_the_leader_is_dropped() {
         let (mut snapshots, _made) = Snapshots::new(policy(10, u64::MAX), 0, None);
         snapshots.making = true;
-        snapshots.on_received(40, 7);
+        snapshots.on_received(40);
         assert!(snapshots.on_made(made_at(30), 40).is_none());
         assert_eq!(snapshots.last(), 40);
         assert!(snapshots.due(50, ALONE), "making ended all the same");
-    }
-
-    #[test]
-    fn a_received_snapshot_holds_back_apply_until_its_write_is_durable() {
-        let (mut snapshots, _made) = Snapshots::new(policy(10, u64::MAX), 0, None);
-        assert!(!snapshots.on_persisted(3));
-        snapshots.on_received(40, 7);
-        assert!(snapshots.is_installing());
-        assert!(!snapshots.on_persisted(6));
-        assert!(snapshots.on_persisted(8), "a later Ready covers it");
-        assert!(!snapshots.is_installing());
     }
 
     #[test]

@@ -435,3 +435,98 @@ async fn writes_through_a_lossy_slow_network_all_commit_and_reads_see_them() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn entries_committed_after_a_received_snapshot_wait_for_its_tree_then_apply_in_order() {
+    let cluster = Cluster::start(3, 20, 4);
+    let leader = cluster.leader_of(&[1, 2, 3]).await;
+    let lagging = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    let behind = cluster.applied(lagging);
+
+    cluster.network.isolate(lagging);
+    for i in 0..100 {
+        cluster.create(leader, &format!("/n{i:03}")).await.unwrap();
+    }
+    cluster
+        .eventually("the leader compacts its log", |cluster| {
+            (cluster.status(leader).snapshot > behind + 1).then_some(())
+        })
+        .await;
+    // The lagging member's decoding of the snapshot it is sent waits until the test opens this.
+    let gate = super::install::gate::close();
+    let mut feed = cluster.replica(lagging).shared().subscribe(None).live;
+
+    cluster.network.heal();
+    let snapshot = cluster
+        .eventually("the lagging member receives a snapshot", |cluster| {
+            let snapshot = cluster.status(lagging).snapshot;
+            (snapshot > behind + 1).then_some(snapshot)
+        })
+        .await;
+    // Writes go on, and commit on the lagging member too: it steps messages and persists while
+    // the tree is decoded, but applies nothing to the tree the snapshot replaces.
+    let mut zxids = Vec::new();
+    for i in 0..30 {
+        zxids.push(cluster.create(leader, &format!("/a{i:02}")).await.unwrap());
+    }
+    let last = *zxids.last().unwrap();
+    cluster
+        .eventually(
+            "the lagging member commits the writes after the snapshot",
+            |cluster| (cluster.status(lagging).commit >= last).then_some(()),
+        )
+        .await;
+    assert!(cluster.applied(lagging) < snapshot, "nothing applied yet");
+    assert!(!cluster.has(lagging, "/n099") && !cluster.has(lagging, "/a00"));
+    assert_eq!(cluster.status(lagging).leader, leader);
+    assert!(cluster.feed_is_empty(&mut feed));
+    // A linearizable read waits for the tree too: its read index is past the snapshot.
+    let reader = cluster.replica(lagging).clone();
+    let read =
+        tokio::spawn(async move { reader.read_index(Instant::now() + LIVENESS).await.unwrap() });
+    tokio::time::sleep(TICK * (ELECTION_TICKS as u32)).await;
+    assert!(
+        !read.is_finished(),
+        "a read was served from the replaced tree"
+    );
+
+    gate.open();
+    assert!(read.await.unwrap() >= last);
+    cluster.converged(&[1, 2, 3], last).await;
+    for i in 0..100 {
+        assert!(cluster.has(lagging, &format!("/n{i:03}")));
+    }
+    for i in 0..30 {
+        assert!(cluster.has(lagging, &format!("/a{i:02}")));
+    }
+    // Watchers saw the snapshot replace the tree, then every write after it, in order.
+    let mut published = Vec::new();
+    while let Ok(event) = feed.try_recv() {
+        published.push(match event {
+            Published::Reset { zxid } => (zxid, true),
+            Published::Changes { zxid, .. } => (zxid, false),
+        });
+    }
+    assert_eq!(published.first(), Some(&(snapshot, true)), "{published:?}");
+    let changes: Vec<u64> = published[1..].iter().map(|(zxid, _)| *zxid).collect();
+    assert!(
+        changes.is_sorted() && changes.first() > Some(&snapshot),
+        "{published:?}"
+    );
+    for zxid in zxids.iter().filter(|zxid| **zxid > snapshot) {
+        assert!(
+            changes.contains(zxid),
+            "the write at {zxid} was not published"
+        );
+    }
+}
+
+impl Cluster {
+    /// Nothing was published on `feed` so far.
+    fn feed_is_empty(&self, feed: &mut tokio::sync::broadcast::Receiver<Published>) -> bool {
+        matches!(
+            feed.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+        )
+    }
+}

@@ -97,15 +97,16 @@ impl RaftLog {
         self.read().conf_state.clone()
     }
 
-    /// Installs a snapshot received from the leader: it replaces the whole log.
-    pub fn apply_snapshot(&self, snapshot: &Snapshot) {
+    /// Installs a snapshot received from the leader: it replaces the whole log. Returns the
+    /// entries and the snapshot it replaces, for the caller to free where it costs nothing.
+    pub fn apply_snapshot(&self, snapshot: &Snapshot) -> (Vec<Entry>, Snapshot) {
         let mut state = self.write();
         let metadata = snapshot.get_metadata();
         state.conf_state = metadata.get_conf_state().clone();
         state.hard_state.commit = state.hard_state.commit.max(metadata.index);
         state.hard_state.term = state.hard_state.term.max(metadata.term);
-        state.entries.clear();
-        state.snapshot = snapshot.clone();
+        let replaced = std::mem::replace(&mut state.snapshot, snapshot.clone());
+        (std::mem::take(&mut state.entries), replaced)
     }
 
     /// Records a snapshot made by this member and drops the entries it covers; returns them and
@@ -202,5 +203,37 @@ impl raft::Storage for RaftLog {
             ));
         }
         Ok(state.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            index,
+            term: 1,
+            ..Entry::default()
+        }
+    }
+
+    fn snapshot_at(index: u64) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = index;
+        snapshot.mut_metadata().term = 1;
+        snapshot
+    }
+
+    #[test]
+    fn a_received_snapshot_replaces_the_log_and_hands_back_what_it_replaced() {
+        let log = RaftLog::default();
+        log.append(&(1..=5).map(entry).collect::<Vec<_>>());
+        log.store_snapshot(&snapshot_at(2));
+        let (entries, replaced) = log.apply_snapshot(&snapshot_at(9));
+        let indexes: Vec<u64> = entries.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, [3, 4, 5]);
+        assert_eq!(replaced.get_metadata().index, 2);
+        assert_eq!((log.snapshot_index(), log.last_index()), (9, 9));
     }
 }

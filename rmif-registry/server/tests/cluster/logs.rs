@@ -95,6 +95,9 @@ async fn a_member_logs_leadership_snapshots_and_its_start_up_replay() {
         "{installed}"
     );
     field(&installed, "took_ms");
+    field(&installed, "decode_ms");
+    field(&installed, "blocked_us");
+    field(&installed, "held");
     wait_line(
         &cluster,
         leader,
