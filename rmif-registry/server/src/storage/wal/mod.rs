@@ -268,7 +268,8 @@ impl WalStore {
             if oldest.last_index > marker.index {
                 break;
             }
-            self.remover.remove(segment_path(&self.dir, oldest.seq));
+            self.remover
+                .remove_segment(segment_path(&self.dir, oldest.seq));
             self.closed.remove(0);
         }
         Ok(())
@@ -289,7 +290,7 @@ impl WalStore {
             if at_open {
                 fs::remove_file(&path).map_err(ServerError::io("remove", &path))?;
             } else if index < current {
-                self.remover.remove(path);
+                self.remover.remove_snapshot(path);
             }
         }
         Ok(())
