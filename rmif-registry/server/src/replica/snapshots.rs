@@ -41,10 +41,16 @@ fn draw_due_bytes(log_bytes: u64) -> u64 {
 /// Drops `garbage` on a thread of its own: freeing a large tree or a hundred thousand entries
 /// takes milliseconds the driver should not spend.
 pub(super) fn free<T: Send + 'static>(garbage: T) {
-    // Should the thread not start, the closure (and `garbage` in it) is dropped here after all.
-    let _ = std::thread::Builder::new()
+    freeing(move || drop(garbage));
+}
+
+/// Runs `work`, which frees memory, on a thread of its own; returns its handle. Should the
+/// thread not start, `work` is dropped here, and what it held with it.
+fn freeing(work: impl FnOnce() + Send + 'static) -> Option<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
         .name("rmif-free".to_owned())
-        .spawn(move || drop(garbage));
+        .spawn(work)
+        .ok()
 }
 
 /// A snapshot that could not be written is tried again after this long.
@@ -280,15 +286,12 @@ impl Snapshots {
         replaced: Snapshot,
     ) -> Option<std::thread::JoinHandle<()>> {
         let spare = self.spare.clone();
-        std::thread::Builder::new()
-            .name("rmif-free".to_owned())
-            .spawn(move || {
-                drop(entries);
-                if let Ok(buffer) = replaced.data.try_into_mut() {
-                    spare.put(buffer.into());
-                }
-            })
-            .ok()
+        freeing(move || {
+            drop(entries);
+            if let Ok(buffer) = replaced.data.try_into_mut() {
+                spare.put(buffer.into());
+            }
+        })
     }
 
     /// A snapshot could not be made (its file could not be written); another is tried after a
