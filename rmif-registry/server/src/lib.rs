@@ -24,6 +24,7 @@
 
 mod config;
 mod error;
+mod huge_pages;
 mod member;
 mod network;
 mod probe;
@@ -35,4 +36,5 @@ mod watch;
 
 pub use config::{LogEngine, LogFormat, REGISTRY_KEYS, RegistryConfig, parse_peers};
 pub use error::ServerError;
+pub use huge_pages::disable_transparent_huge_pages;
 pub use member::RegistryServer;

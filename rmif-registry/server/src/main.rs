@@ -165,6 +165,8 @@ fn configure(args: &Args) -> Result<(RegistryConfig, Option<tempfile::TempDir>),
 const BLOCKING_WORK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn main() -> ExitCode {
+    // Before the runtime and its threads allocate: see the function's documentation.
+    let huge_pages = rmif_registry_server::disable_transparent_huge_pages();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,13 +177,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run());
+    let code = runtime.block_on(run(huge_pages));
     runtime.shutdown_timeout(BLOCKING_WORK_GRACE);
     code
 }
 
 /// Runs the member until SIGTERM or Ctrl-C (exit status 0), or until it fails.
-async fn run() -> ExitCode {
+async fn run(huge_pages: std::io::Result<()>) -> ExitCode {
     let args = Args::parse();
     // Before the configuration is read, there is no log format yet: its errors are plain text.
     let (config, temporary) = match configure(&args) {
@@ -193,6 +195,9 @@ async fn run() -> ExitCode {
     };
     let format = config.log_format;
     init_logging(format);
+    if let Err(error) = huge_pages {
+        tracing::warn!(%error, "transparent huge pages could not be turned off; writes may stall for milliseconds while the kernel zeroes 2 MiB pages");
+    }
     let data_dir = config.data_dir.clone();
     let node_id = config.node_id;
     let mut server = match RegistryServer::start(config).await {

@@ -1,6 +1,7 @@
 //! Multi-process tests of the registry: members are real processes, killed with SIGKILL.
 
 mod errors;
+mod huge_pages;
 mod linearizability;
 mod load;
 mod logs;
