@@ -220,7 +220,13 @@ impl Snapshots {
         metadata.set_conf_state(conf_state);
         let made = self.made.clone();
         let writer = self.writer.clone();
-        let capacity = self.last_bytes + self.last_bytes / 8;
+        // A buffer that outgrows its capacity is copied whole, while capacity never written
+        // costs address space only: a new buffer gets room to grow by half, and a spare is
+        // used if it has room for an eighth more than the last snapshot.
+        let (enough, capacity) = (
+            self.last_bytes + self.last_bytes / 8,
+            self.last_bytes + self.last_bytes / 2,
+        );
         let spare = self.spare.clone();
         self.making = true;
         self.begin_interval();
@@ -230,9 +236,12 @@ impl Snapshots {
             .spawn(move || {
                 lower_priority();
                 let serializing = Instant::now();
-                let mut buffer = spare.take().unwrap_or_default();
+                // A spare too small is dropped, not grown: growing it would copy its old bytes.
+                let mut buffer = spare
+                    .take()
+                    .filter(|spare| spare.capacity() >= enough)
+                    .unwrap_or_else(|| Vec::with_capacity(capacity));
                 buffer.clear();
-                buffer.reserve(capacity);
                 snapshot.data = bytes::Bytes::from(tree.to_snapshot_into(buffer));
                 let serialize_took = serializing.elapsed();
                 let writing = Instant::now();
