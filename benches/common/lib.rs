@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod helper;
+pub mod machine;
 pub mod measure;
 pub mod options;
 pub mod report;

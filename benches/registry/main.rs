@@ -27,7 +27,8 @@
 //! ```
 //!
 //! Where the servers come from (`benches/registry.sh` sets all of them):
-//! `RMIF_REGISTRY_BIN` (the release `rmif-registry`), `ETCD_BIN` (default `/usr/bin/etcd`),
+//! `RMIF_REGISTRY_BIN` (the release `rmif-registry`; a relative path is taken from the
+//! workspace root), `ETCD_BIN` (default `/usr/bin/etcd`),
 //! `JAVA` (default `java`) and `ZOOKEEPER_CLASSPATH` (default Debian's
 //! `/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar`).
 //!

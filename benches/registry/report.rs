@@ -296,12 +296,17 @@ fn stall_table(results: &Results<System>) -> Table {
         "etcd",
         "runs",
     ]);
-    let rows: [(&str, &str, usize); 9] = [
+    let rows: [(&str, &str, usize); 10] = [
         ("seconds written", stall::SECONDS, 0),
         ("snapshot every N entries", stall::EVERY, 0),
         (
             "longest write gap after the first 2 s, ms",
             stall::LONGEST,
+            1,
+        ),
+        (
+            "longest gap after the first 2 s with no CPU steal around it, ms",
+            stall::LONGEST_UNSTOLEN,
             1,
         ),
         ("2nd longest gap, ms", stall::SECOND, 1),

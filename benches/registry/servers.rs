@@ -20,8 +20,10 @@ impl Servers {
     /// The programs the environment names; rmif members get `rmif_set` as extra settings.
     pub fn from_env(rmif_set: Vec<String>) -> Servers {
         let existing = |path: PathBuf| path.is_file().then_some(path);
+        // `cargo bench` runs the bench in its package's directory: a relative path is taken
+        // from the workspace root, where the command is typed.
         let rmif = std::env::var_os("RMIF_REGISTRY_BIN")
-            .map(PathBuf::from)
+            .map(|path| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path))
             .and_then(existing);
         let etcd = existing(
             std::env::var_os("ETCD_BIN")

@@ -2,11 +2,14 @@
 //! every N entries, long enough for several snapshots; the longest intervals without any
 //! completed write, each with what the members logged around it (snapshots taken, sent and
 //! installed, leadership changes): events that began, or were still running, from 50 ms
-//! before the gap to 50 ms after it.
+//! before the gap to 50 ms after it; and what the machine did meanwhile: CPU time the
+//! hypervisor took (steal), which stops every process at once, and disks that held requests
+//! without completing any.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use rmif_bench::machine::{MachineRecord, MachineSampler};
 use rmif_bench::measure::Results;
 
 use crate::System;
@@ -23,9 +26,10 @@ const CLIENTS: usize = 64;
 const NEAR: Duration = Duration::from_millis(50);
 /// The longest gaps reported, each with its events.
 const REPORTED: usize = 3;
-/// The run's first seconds, whose gaps are reported apart: a fresh cluster's first snapshots
-/// and segments, and on this bench's VM log writes stalled 25-40 ms on every member at once
-/// in some runs' first two seconds (never in the first run of a bench, cause not found).
+/// The run's first seconds, whose gaps are reported apart: a fresh cluster takes its first
+/// snapshots and segments then. (Before the members turned transparent huge pages off, the
+/// whole VM stood still for 20-100 ms in some runs' first seconds while the host backed fresh
+/// huge pages; a gap's line now says so when it happens, see [`rmif_bench::machine`].)
 const WARM_UP: Duration = Duration::from_secs(2);
 
 /// What the scenario runs.
@@ -41,6 +45,9 @@ pub struct Plan {
 pub const LONGEST: &str = "stall/gap1";
 pub const SECOND: &str = "stall/gap2";
 pub const THIRD: &str = "stall/gap3";
+/// The longest gap after [`WARM_UP`] during which the hypervisor took no CPU from the machine
+/// (see [`rmif_bench::machine`]).
+pub const LONGEST_UNSTOLEN: &str = "stall/gap1-unstolen";
 /// The longest gap in the run's first [`WARM_UP`] seconds, which the three above leave out.
 pub const WARM_UP_LONGEST: &str = "stall/warm-up-gap1";
 /// Writes per second over the run.
@@ -89,6 +96,7 @@ pub async fn run(system: System, servers: &Servers, plan: &Plan, results: &mut R
     // Write completions are timed on the monotonic clock, the members log wall-clock times.
     let (wall, mono) = (SystemTime::now(), Instant::now());
     let to_wall = |at: Instant| wall + (at - mono);
+    let machine_sampler = MachineSampler::start();
     let started = Instant::now();
     let written = load::create_nodes(
         &cluster,
@@ -99,6 +107,7 @@ pub async fn run(system: System, servers: &Servers, plan: &Plan, results: &mut R
     )
     .await;
     let took = started.elapsed();
+    let machine = machine_sampler.stop();
     // Lines about the last snapshots may follow a moment later.
     tokio::time::sleep(Duration::from_millis(300)).await;
     cluster.check_alive();
@@ -118,10 +127,14 @@ pub async fn run(system: System, servers: &Servers, plan: &Plan, results: &mut R
     let warmed_up = written
         .completions
         .partition_point(|at| *at < started + WARM_UP);
-    let gaps = longest_gaps(
+    let all_gaps = longest_gaps(
         &written.completions[warmed_up.saturating_sub(1)..],
-        REPORTED,
+        usize::MAX,
     );
+    let gaps = &all_gaps[..all_gaps.len().min(REPORTED)];
+    let longest_unstolen = all_gaps
+        .iter()
+        .find(|gap| machine.stolen_during(gap.from, gap.to) == Some(Duration::ZERO));
     let warm_up_longest = longest_gaps(&written.completions[..warmed_up], 1);
     let rate = written.succeeded as f64 / took.as_secs_f64();
     eprintln!(
@@ -181,21 +194,37 @@ pub async fn run(system: System, servers: &Servers, plan: &Plan, results: &mut R
                 .join("; ")
         };
         eprintln!(
-            "    gap {}: {:.1} ms, {:.1} s into the run: {what}",
+            "    gap {}: {:.1} ms, {:.1} s into the run (at {} UTC{}): {what}",
             rank + 1,
+            gap.length().as_secs_f64() * 1000.0,
+            (gap.from - started).as_secs_f64(),
+            time_of_day(from),
+            describe_machine(&machine, gap)
+        );
+    }
+    for (metric, gap) in [LONGEST, SECOND, THIRD].into_iter().zip(gaps) {
+        results.record(system, metric, gap.length().as_secs_f64() * 1000.0);
+    }
+    if let Some(gap) = longest_unstolen {
+        eprintln!(
+            "    longest gap with no steal around it: {:.1} ms, {:.1} s into the run",
             gap.length().as_secs_f64() * 1000.0,
             (gap.from - started).as_secs_f64()
         );
-    }
-    for (metric, gap) in [LONGEST, SECOND, THIRD].into_iter().zip(&gaps) {
-        results.record(system, metric, gap.length().as_secs_f64() * 1000.0);
+        results.record(
+            system,
+            LONGEST_UNSTOLEN,
+            gap.length().as_secs_f64() * 1000.0,
+        );
     }
     if let Some(gap) = warm_up_longest.first() {
         eprintln!(
-            "    longest gap in the first {} s (left out above): {:.1} ms, {:.1} s into the run",
+            "    longest gap in the first {} s (left out above): {:.1} ms, {:.1} s into the run (at {} UTC{})",
             WARM_UP.as_secs(),
             gap.length().as_secs_f64() * 1000.0,
-            (gap.from - started).as_secs_f64()
+            (gap.from - started).as_secs_f64(),
+            time_of_day(to_wall(gap.from)),
+            describe_machine(&machine, gap)
         );
         results.record(system, WARM_UP_LONGEST, gap.length().as_secs_f64() * 1000.0);
     }
@@ -210,6 +239,45 @@ pub async fn run(system: System, servers: &Servers, plan: &Plan, results: &mut R
 /// per snapshot: rmif logs "snapshot taken", etcd "triggering snapshot" then "saved snapshot").
 fn begins_snapshot(event: &Event) -> bool {
     event.message.contains("snapshot taken") || event.message.contains("triggering snapshot")
+}
+
+/// What the machine did around `gap`, as clauses of its line ("" if nothing of note): CPU the
+/// hypervisor took, and the disks holding requests without completing any for 4 ms or more.
+fn describe_machine(machine: &MachineRecord, gap: &Gap) -> String {
+    let mut clauses = String::new();
+    match machine.stolen_during(gap.from, gap.to) {
+        Some(stolen) if stolen.is_zero() => {}
+        Some(stolen) => clauses.push_str(&format!(
+            "; the hypervisor took {} ms of CPU from the VM around it",
+            stolen.as_millis()
+        )),
+        None => clauses.push_str("; steal unknown"),
+    }
+    if let Some(stall) = machine.disk_stall_during(gap.from, gap.to)
+        && stall.length >= Duration::from_millis(4)
+    {
+        clauses.push_str(&format!(
+            "; the disks completed no request for {} ms with up to {} in flight",
+            stall.length.as_millis(),
+            stall.in_flight
+        ));
+    }
+    clauses
+}
+
+/// `at` as `HH:MM:SS.mmm` (UTC), to line a gap up with what else the machine recorded.
+fn time_of_day(at: SystemTime) -> String {
+    let since_epoch = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since_epoch.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60,
+        since_epoch.subsec_millis()
+    )
 }
 
 /// `at - origin` in ms, negative if `at` is earlier.
