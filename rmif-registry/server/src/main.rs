@@ -113,6 +113,19 @@ fn init_logging(format: LogFormat) {
         .try_init();
 }
 
+/// `error` followed by each of its causes ("cannot listen for clients on …: Address already in
+/// use"): the cause is what an operator acts on.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Says why the member stops: an error line in the log format asked for (in JSON, so that a
 /// collector sees it), plain text on stderr otherwise.
 fn report(format: LogFormat, error: &dyn std::fmt::Display) {
@@ -203,7 +216,7 @@ async fn run(huge_pages: std::io::Result<()>) -> ExitCode {
     let mut server = match RegistryServer::start(config).await {
         Ok(server) => server,
         Err(error) => {
-            report(format, &error);
+            report(format, &with_causes(&error));
             return ExitCode::FAILURE;
         }
     };
@@ -223,7 +236,7 @@ async fn run(huge_pages: std::io::Result<()>) -> ExitCode {
             ExitCode::SUCCESS
         }
         error = server.failed() => {
-            report(format, &format_args!("stopping: {error}"));
+            report(format, &format_args!("stopping: {}", with_causes(&error)));
             ExitCode::FAILURE
         }
     };

@@ -6,15 +6,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A free loopback port (bound and released; the process binds it again moments later).
+/// A free loopback port (bound and released; the process binds it again moments later), never
+/// one this test process handed out before.
 ///
 /// Drawn at random below the kernel's ephemeral range (32768 and up here): a port the kernel
 /// handed out for `127.0.0.1:0` can be reused at once as the source port of some outgoing
-/// connection of a parallel test, and the process then fails to bind it.
+/// connection of a parallel test, and the process then fails to bind it. Released ports are
+/// free again at once, so without the record two draws for one member (its client and peer
+/// ports) could agree, and the member then fails to bind the second.
 pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         let port = fastrand::u16(20_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }

@@ -133,3 +133,24 @@ async fn refused_operations_are_typed_errors_and_the_cluster_keeps_serving() {
         .await
         .unwrap();
 }
+
+/// A member that cannot start says why, down to the system's own words: here its client port
+/// is taken.
+#[test]
+fn a_member_that_cannot_listen_says_what_the_system_said() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(rmif_testkit::program("rmif-registry"))
+        .args(["--dev", "--client-addr", &addr.to_string(), "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen for clients on {addr}: "))
+            && stderr.to_lowercase().contains("in use"),
+        "{stderr}"
+    );
+}
