@@ -75,6 +75,11 @@ impl Gap {
     fn length(&self) -> Duration {
         self.to - self.from
     }
+
+    /// Its length in milliseconds, as reported and recorded.
+    fn ms(&self) -> f64 {
+        self.length().as_secs_f64() * 1000.0
+    }
 }
 
 /// A fresh cluster of `system` snapshotting every `plan.snapshot_entries` entries, written to
@@ -196,37 +201,33 @@ pub async fn run(system: System, servers: &Servers, plan: &Plan, results: &mut R
         eprintln!(
             "    gap {}: {:.1} ms, {:.1} s into the run (at {} UTC{}): {what}",
             rank + 1,
-            gap.length().as_secs_f64() * 1000.0,
+            gap.ms(),
             (gap.from - started).as_secs_f64(),
             time_of_day(from),
             describe_machine(&machine, gap)
         );
     }
     for (metric, gap) in [LONGEST, SECOND, THIRD].into_iter().zip(gaps) {
-        results.record(system, metric, gap.length().as_secs_f64() * 1000.0);
+        results.record(system, metric, gap.ms());
     }
     if let Some(gap) = longest_unstolen {
         eprintln!(
             "    longest gap with no steal around it: {:.1} ms, {:.1} s into the run",
-            gap.length().as_secs_f64() * 1000.0,
+            gap.ms(),
             (gap.from - started).as_secs_f64()
         );
-        results.record(
-            system,
-            LONGEST_UNSTOLEN,
-            gap.length().as_secs_f64() * 1000.0,
-        );
+        results.record(system, LONGEST_UNSTOLEN, gap.ms());
     }
     if let Some(gap) = warm_up_longest.first() {
         eprintln!(
             "    longest gap in the first {} s (left out above): {:.1} ms, {:.1} s into the run (at {} UTC{})",
             WARM_UP.as_secs(),
-            gap.length().as_secs_f64() * 1000.0,
+            gap.ms(),
             (gap.from - started).as_secs_f64(),
             time_of_day(to_wall(gap.from)),
             describe_machine(&machine, gap)
         );
-        results.record(system, WARM_UP_LONGEST, gap.length().as_secs_f64() * 1000.0);
+        results.record(system, WARM_UP_LONGEST, gap.ms());
     }
     results.record(system, RATE, rate);
     results.record(system, SECONDS, took.as_secs_f64());

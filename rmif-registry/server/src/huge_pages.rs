@@ -6,8 +6,9 @@
 //! again, and every snapshot fills a buffer of tens of megabytes. Measured on a 2-vCPU VM
 //! (docs/BENCHMARKS.md, the stall scenario), the thread that commits writes spent up to 9 ms
 //! of a 17 ms write gap zeroing huge pages, and in the first seconds of a cluster the whole VM
-//! stood still for 20-100 ms while the host backed them (counted as steal). With 4 KiB pages
-//! the runs' longest gaps fell from 11-37 ms to 5-8 ms, and writes per second rose by about 8%.
+//! stood still for 20-100 ms (the host took its CPUs: steal), which stopped with huge pages
+//! off. With 4 KiB pages the runs' longest gaps fell from 11-37 ms to 5-8 ms; writes per
+//! second stayed within the machine's noise.
 
 /// Turns transparent huge pages off for this process and the processes it starts, for memory
 /// touched from now on (Linux's `PR_SET_THP_DISABLE`). The `rmif-registry` program does so as
